@@ -1,0 +1,41 @@
+# The few commands a person types. Everything installs into .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_PIN := torch==2.13.0   # the tested pin: a CPU build, installed before the package
+STORE := $(CURDIR)/mlruns
+PORT ?= 5000
+
+.PHONY: install demo test test-fast bench ui lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: install
+	$(PY) -m admmlab.demo
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+ui: install
+	mkdir -p $(STORE)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
+		--default-artifact-root $(STORE)/artifacts --host 127.0.0.1 --port $(PORT)
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf outputs multirun reports .pytest_cache

@@ -1,0 +1,182 @@
+"""Structured-config schema of a run and its validation.
+
+Hydra composes the YAML in ``conf/``; :func:`validate` merges the result into
+these dataclasses (types) and checks every range (values). A bad value raises
+:class:`ConfigError` with one line naming the key and the value, before any work.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from admmlab.data import DATASETS
+from admmlab.nets import ACTIVATIONS, INIT_SCHEMES
+
+SOLVERS = ("admm", "sgd", "sgdm", "adam")
+DEVICES = ("cpu", "cuda", "auto")
+DTYPES = ("float64", "float32")
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message is one line naming key and value."""
+
+
+@dataclass
+class ModelConfig:
+    depth: int = 2
+    width: int = 100
+
+
+@dataclass
+class ActivationConfig:
+    name: str = "sigmoid"
+
+
+@dataclass
+class InitConfig:
+    name: str = "msra"
+    scale: float = 1.0
+
+
+@dataclass
+class SolverConfig:
+    """Union of every solver's keys; each solver reads the ones it needs."""
+
+    name: str = "sgd"
+    epochs: int = 2000
+    lam: float = 0.0
+    beta: Any = 1.0  # ADMM: a scalar or one value per layer 1..L+1
+    lr: float = 0.1
+    lr_gamma: float = 0.9
+    lr_every: int = 10
+    batch_size: int = 50
+    momentum: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "square"
+    n_train: int = 1000
+    n_test: int = 1000
+    noise_std: float = 0.0
+    val_fraction: float = 0.0
+    path: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    experiment: str | None = None  # default: the dataset's name
+    uri: str | None = None  # default: MLFLOW_TRACKING_URI, else <repo>/mlruns/mlflow.db
+    log_weights: bool = True
+    flush_every: int = 100  # epochs between batched metric writes
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    activation: ActivationConfig = field(default_factory=ActivationConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0
+    trials: int = 1
+    device: str = "cpu"
+    dtype: str = "float64"
+    objective: str = "auto"
+    max_failure_rate: float = 1.0
+    sweep: dict[str, Any] = field(default_factory=dict)  # a study's definition, when attached
+
+
+def _fail(key: str, requirement: str, value: Any) -> None:
+    raise ConfigError(f"{key} must be {requirement}, got {value!r}")
+
+
+def _positive_int(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        _fail(key, "a positive integer", value)
+
+
+def _one_of(key: str, value: Any, options) -> None:
+    if value not in options:
+        _fail(key, f"one of {', '.join(sorted(options))}", value)
+
+
+def _check_beta(beta: Any, depth: int) -> None:
+    values = list(beta) if isinstance(beta, list | tuple) else [beta]
+    if isinstance(beta, list | tuple) and len(values) != depth + 1:
+        raise ConfigError(
+            f"solver.beta must be a scalar or a list of depth+1 = {depth + 1} values, "
+            f"got {len(values)} values {values!r}"
+        )
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+            _fail("solver.beta", "positive (every entry)", beta)
+
+
+def check_ranges(cfg: RunConfig) -> None:
+    """Every value check that types alone cannot express."""
+    for key in ("model.depth", "model.width", "solver.epochs", "trials", "solver.batch_size",
+                "solver.lr_every", "dataset.n_train", "dataset.n_test"):
+        section, _, name = key.rpartition(".")
+        _positive_int(key, getattr(getattr(cfg, section) if section else cfg, name))
+    s, d = cfg.solver, cfg.dataset
+    _one_of("solver", s.name, SOLVERS)
+    _one_of("activation", cfg.activation.name, ACTIVATIONS)
+    _one_of("init", cfg.init.name, INIT_SCHEMES)
+    _one_of("device", cfg.device, DEVICES)
+    _one_of("dtype", cfg.dtype, DTYPES)
+    if d.name not in DATASETS:
+        _fail("dataset", f"one of {', '.join(sorted(DATASETS))}", d.name)
+    if not s.lam >= 0:
+        _fail("solver.lam", "non-negative", s.lam)
+    if not s.lr > 0:
+        _fail("solver.lr", "positive", s.lr)
+    if not 0 < s.lr_gamma <= 1:
+        _fail("solver.lr_gamma", "in (0, 1]", s.lr_gamma)
+    if not 0 <= s.momentum < 1:
+        _fail("solver.momentum", "in [0, 1)", s.momentum)
+    if not cfg.init.scale >= 0:
+        _fail("init.scale", "non-negative", cfg.init.scale)
+    if not d.noise_std >= 0:
+        _fail("dataset.noise_std", "non-negative", d.noise_std)
+    if not 0 <= d.val_fraction < 1:
+        _fail("dataset.val_fraction", "in [0, 1)", d.val_fraction)
+    if not 0 <= cfg.max_failure_rate <= 1:
+        _fail("max_failure_rate", "in [0, 1]", cfg.max_failure_rate)
+    if s.name == "admm":
+        _check_beta(s.beta, cfg.model.depth)
+        if not ACTIVATIONS[cfg.activation.name].smooth:
+            raise ConfigError(
+                f"activation={cfg.activation.name} cannot be used with solver=admm: "
+                "the method needs a smooth activation (sigmoid or tanh)"
+            )
+    elif s.batch_size > d.n_train:
+        raise ConfigError(
+            f"solver.batch_size must be at most dataset.n_train = {d.n_train}, got {s.batch_size}"
+        )
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    """OmegaConf's type error, reduced to 'key: problem'."""
+    key = getattr(err, "full_key", None) or "config"
+    msg = str(err).splitlines()[0]
+    return f"{key}: {msg}"
+
+
+def validate(cfg: DictConfig | dict) -> RunConfig:
+    """Type-check and range-check a composed config; returns the typed config."""
+    schema = OmegaConf.structured(RunConfig)
+    try:
+        merged = OmegaConf.merge(schema, cfg)
+        typed: RunConfig = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from None
+    check_ranges(typed)
+    return typed

@@ -1,0 +1,9 @@
+"""Tasks: synthetic targets of STUDIES.md and the real-data loaders.
+
+Every loader returns a :class:`Dataset` of plain tensors, samples as rows.
+"""
+
+from admmlab.data.base import Dataset, DataError
+from admmlab.data.registry import DATASETS, load_dataset
+
+__all__ = ["DATASETS", "DataError", "Dataset", "load_dataset"]

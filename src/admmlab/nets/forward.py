@@ -1,0 +1,44 @@
+"""Forward pass of the shared representation (samples as rows at the API)."""
+
+import torch
+
+from admmlab.nets.activations import Activation, get_activation
+
+Tensor = torch.Tensor
+
+
+def with_ones(v: Tensor) -> Tensor:
+    """Append a column of ones to row-sample data: ``(…, N, n) -> (…, N, n+1)``."""
+    ones = torch.ones((*v.shape[:-1], 1), dtype=v.dtype, device=v.device)
+    return torch.cat([v, ones], dim=-1)
+
+
+def _affine(w: Tensor, v: Tensor) -> Tensor:
+    """``ṽ W_iᵀ`` for row samples, without materialising ``ṽ``."""
+    return v @ w[..., :-1].transpose(-1, -2) + w[..., -1].unsqueeze(-2)
+
+
+def hidden_forward(
+    weights: list[Tensor], x: Tensor, activation: str | Activation
+) -> list[Tensor]:
+    """Pre-activations ``z_i = ṽ_{i-1} W_iᵀ`` of every hidden layer, in order."""
+    act = get_activation(activation)
+    zs, v = [], x
+    for w in weights[:-1]:
+        z = _affine(w, v)
+        zs.append(z)
+        v = act.fn(z)
+    return zs
+
+
+def forward(weights: list[Tensor], x: Tensor, activation: str | Activation) -> Tensor:
+    """Network output ``f(x) = W_{L+1} ṽ_L`` for ``x`` of shape ``(…, N, d)``.
+
+    Weights may carry a leading trial dimension K; ``x`` then has shape
+    ``(K, N, d)`` (or ``(N, d)``, broadcast over trials).
+    """
+    act = get_activation(activation)
+    v = x
+    for w in weights[:-1]:
+        v = act.fn(_affine(w, v))
+    return _affine(weights[-1], v)

@@ -1,0 +1,1 @@
+"""Study reports drawn from MLflow; small plotting helpers shared with runs."""

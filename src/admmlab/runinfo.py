@@ -1,0 +1,60 @@
+"""What a run records about itself: flat params, tags, provenance."""
+
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any
+
+from admmlab.config import RunConfig
+from admmlab.paths import project_root
+
+PACKAGES = ("admmlab", "torch", "numpy", "mlflow", "optuna", "hydra-core")
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"solver": {"lam": 1e-6}}`` → ``{"solver.lam": 1e-6}``; lists stay whole."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(["git", *args], cwd=project_root(), capture_output=True,
+                              text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip()
+
+
+def provenance() -> dict[str, str]:
+    """Git commit and dirtiness, package versions and the command line."""
+    tags = {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": str(_git("status", "--porcelain", "--untracked-files=no") != ""),
+        "command": " ".join(sys.argv),
+    }
+    for name in PACKAGES:
+        try:
+            tags[f"version.{name}"] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            tags[f"version.{name}"] = "missing"
+    return tags
+
+
+def tags(cfg: RunConfig) -> dict[str, str]:
+    return {
+        "solver": cfg.solver.name,
+        "activation": cfg.activation.name,
+        "init": cfg.init.name,
+        "dataset": cfg.dataset.name,
+        **provenance(),
+    }
+
+
+def run_name(cfg: RunConfig) -> str:
+    return (f"{cfg.solver.name}-{cfg.activation.name}-{cfg.init.name}"
+            f"-d{cfg.model.depth}w{cfg.model.width}-seed{cfg.seed}")

@@ -1,0 +1,153 @@
+"""SGD-type baselines (SGD, SGD with momentum, Adam) on the shared representation.
+
+The K trials of a run are trained together: weights carry a leading trial
+dimension and the loss is the sum of the per-trial losses, so each trial's
+gradient, and hence its element-wise optimiser step, is exactly what it would
+be alone. Each trial shuffles its mini-batches with its own seed.
+"""
+
+import time
+from collections.abc import Sequence
+
+import torch
+
+from admmlab.nets import Activation, forward, get_activation
+from admmlab.seeding import generator
+from admmlab.solvers.base import (
+    Callback,
+    FitResult,
+    HistoryRecorder,
+    NonFiniteError,
+    check_finite,
+    evaluate,
+)
+
+Tensor = torch.Tensor
+METHODS = ("sgd", "sgdm", "adam")
+
+
+def make_optimizer(
+    method: str, params: list[Tensor], *, lr: float, momentum: float, betas, eps: float
+) -> torch.optim.Optimizer:
+    """``sgd`` ignores ``momentum``; ``sgdm`` is SGD with it; ``adam`` uses betas/eps."""
+    if method == "sgd":
+        return torch.optim.SGD(params, lr=lr, foreach=True)
+    if method == "sgdm":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, foreach=True)
+    if method == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, foreach=True)
+    raise ValueError(f"unknown SGD-type method {method!r}; choose one of {METHODS}")
+
+
+def batch_orders(seeds: Sequence[int], n: int, epochs: int, device) -> Tensor:
+    """Per-trial sample orders for every epoch, shape ``(epochs, K, n)``.
+
+    Drawn up front on the CPU from one generator per trial, so batched and
+    separate runs of a seed see identical batches on any device.
+    """
+    orders = []
+    for seed in seeds:
+        g = generator(int(seed), "batches")
+        orders.append(torch.stack([torch.randperm(n, generator=g) for _ in range(epochs)]))
+    return torch.stack(orders, dim=1).to(device)
+
+
+def penalty(weights: list[Tensor], lam: float) -> Tensor:
+    """``λ/2 Σ‖W_i‖²`` summed over trials."""
+    return 0.5 * lam * sum(w.square().sum() for w in weights)
+
+
+def _batched(X: Tensor, Y: Tensor, weights: list[Tensor]):
+    """Give everything a trial dimension; say whether the caller had one."""
+    batched = weights[0].dim() == 3
+    ws = [w if batched else w.unsqueeze(0) for w in weights]
+    k = ws[0].shape[0]
+    X = X if X.dim() == 3 else X.expand(k, *X.shape)
+    Y = Y if Y.dim() == 3 else Y.expand(k, *Y.shape)
+    return X, Y, ws, batched
+
+
+def _as_trials(t: Tensor | None, k: int) -> Tensor | None:
+    return t if t is None or t.dim() == 3 else t.expand(k, *t.shape)
+
+
+def fit(
+    X: Tensor,
+    Y: Tensor,
+    weights: list[Tensor],
+    *,
+    method: str = "sgd",
+    lr: float,
+    epochs: int,
+    lam: float = 0.0,
+    batch_size: int = 50,
+    momentum: float = 0.9,
+    lr_gamma: float = 0.9,
+    lr_every: int = 10,
+    betas: Sequence[float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    activation: str | Activation = "relu",
+    seeds: Sequence[int] | None = None,
+    X_test: Tensor | None = None,
+    Y_test: Tensor | None = None,
+    X_val: Tensor | None = None,
+    Y_val: Tensor | None = None,
+    classification: bool = False,
+    callback: Callback | None = None,
+) -> FitResult:
+    """Mini-batch training of the square loss ``mean ‖f(x) − y‖² + λ/2 Σ‖W‖²``.
+
+    The rate is multiplied by ``lr_gamma`` every ``lr_every`` epochs (STUDIES.md).
+    Shapes as in :func:`admmlab.solvers.admm.fit`; ``seeds`` (one per trial)
+    fix the mini-batch order. History: ``train_mse``, ``test_mse``,
+    ``grad_norm/layer_i`` (RMS over the epoch's steps) and ``epoch_time_s``.
+    """
+    act = get_activation(activation)
+    X, Y, ws, batched = _batched(X, Y, weights)
+    k, n = X.shape[0], X.shape[1]
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch_size must be in 1..{n} (the training set), got {batch_size}")
+    params = [w.detach().clone().requires_grad_(True) for w in ws]
+    opt = make_optimizer(method, params, lr=lr, momentum=momentum, betas=betas, eps=eps)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_every, gamma=lr_gamma)
+    orders = batch_orders(seeds if seeds is not None else range(k), n, epochs, X.device)
+    sets = {
+        "train": (X, Y),
+        "val": None if X_val is None else (_as_trials(X_val, k), _as_trials(Y_val, k)),
+        "test": None if X_test is None else (_as_trials(X_test, k), _as_trials(Y_test, k)),
+    }
+    recorder = HistoryRecorder(callback)
+    steps = n // batch_size  # a ragged last batch is dropped, as in the paper's setup
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        grad_sq = [torch.zeros(k, dtype=X.dtype, device=X.device) for _ in params]
+        for idx in orders[epoch - 1, :, : steps * batch_size].split(batch_size, dim=1):
+            xb = torch.take_along_dim(X, idx.unsqueeze(-1), dim=1)
+            yb = torch.take_along_dim(Y, idx.unsqueeze(-1), dim=1)
+            opt.zero_grad(set_to_none=True)
+            loss = (forward(params, xb, act) - yb).square().sum() / batch_size
+            (loss + penalty(params, lam)).backward()
+            for acc, p in zip(grad_sq, params, strict=True):
+                acc.add_(p.grad.square().sum(dim=(-2, -1)))
+            opt.step()
+        sched.step()
+        metrics = evaluate(params, act, sets, classification=classification)
+        for i, acc in enumerate(grad_sq, start=1):
+            metrics[f"grad_norm/layer_{i}"] = (acc / steps).sqrt()
+        metrics["epoch_time_s"] = torch.full((k,), time.perf_counter() - start)
+        recorder.record(epoch, metrics)
+        _check_epoch(epoch, params, metrics, recorder, batched)
+    final = [p.detach() if batched else p.detach()[0] for p in params]
+    return FitResult(final, recorder.history(batched))
+
+
+def _check_epoch(epoch, params, metrics, recorder: HistoryRecorder, batched: bool) -> None:
+    """Stop at the first non-finite loss or weight, keeping the history so far."""
+    try:
+        check_finite("train_mse", epoch, metrics["train_mse"].unsqueeze(-1))
+        for i, p in enumerate(params, start=1):
+            check_finite(f"W_{i}", epoch, p.detach())
+    except NonFiniteError as err:
+        weights = [p.detach() if batched else p.detach()[0] for p in params]
+        err.partial = FitResult(weights, recorder.history(batched))
+        raise

@@ -1,0 +1,241 @@
+"""MLflow bookkeeping: the only module that imports mlflow.
+
+A *setting run* holds one configuration; with K > 1 trials its seeds are
+child runs and the setting run holds the mean and std of each final metric.
+A *study run* (one per sweep) is the parent of its setting runs. Parents are
+passed by id, so the hierarchy holds across processes.
+"""
+
+import math
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from admmlab.paths import mlruns_dir
+
+T = TypeVar("T")
+PARENT_TAG = "mlflow.parentRunId"
+STUDY_TAG = "admmlab.study"
+KIND_TAG = "admmlab.kind"  # "study", "setting" or "trial"
+MAX_BATCH = 1000  # MLflow's limit of entities per log_batch call
+
+
+class TrackingError(RuntimeError):
+    """The store cannot be reached or written; the message names the URI."""
+
+
+def default_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the project's SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlruns_dir() / 'mlflow.db'}"
+
+
+def _retry(fn: Callable[..., T], *args, **kwargs) -> T:
+    """Call ``fn``, retrying while SQLite reports a concurrent writer."""
+    delay = 0.05
+    for attempt in range(40):
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as err:
+            if "locked" not in str(err) or attempt == 39:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+    raise AssertionError("unreachable")
+
+
+def check_store(uri: str) -> None:
+    """Fail fast, naming ``uri``, if the store cannot be reached or written."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5):
+                return
+        except (urllib.error.URLError, OSError) as err:
+            raise TrackingError(f"tracking URI {uri} cannot be reached: {err}") from None
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise TrackingError(f"tracking store {uri} cannot be created: {err}") from None
+        if not os.access(folder, os.W_OK):
+            raise TrackingError(f"tracking store {uri} is not writable (folder {folder})")
+
+
+class Store:
+    """A tracking store and one experiment in it."""
+
+    def __init__(self, experiment: str, uri: str | None = None):
+        self.uri = uri or default_uri()
+        check_store(self.uri)
+        self.client = MlflowClient(self.uri)
+        self.experiment_id = self._experiment(experiment)
+
+    def _experiment(self, name: str) -> str:
+        found = _retry(self.client.get_experiment_by_name, name)
+        if found is not None:
+            return found.experiment_id
+        location = None
+        if self.uri.startswith("sqlite:///"):
+            # A SQLite store has no artifact root of its own: keep artifacts beside it.
+            location = (Path(self.uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+        try:
+            return _retry(self.client.create_experiment, name, artifact_location=location)
+        except MlflowException:  # another process created it first
+            return _retry(self.client.get_experiment_by_name, name).experiment_id
+
+    def start_run(
+        self, name: str, *, parent: str | None = None, tags: Mapping[str, str] | None = None
+    ) -> str:
+        all_tags = dict(tags or {})
+        if parent:
+            all_tags[PARENT_TAG] = parent
+        run = _retry(self.client.create_run, self.experiment_id, run_name=name, tags=all_tags)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            _retry(self.client.log_batch, run_id, params=items[i : i + 100])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        _retry(self.client.log_batch, run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_metrics(self, run_id: str, metrics: Sequence[Metric]) -> None:
+        for i in range(0, len(metrics), MAX_BATCH):
+            _retry(self.client.log_batch, run_id, metrics=list(metrics[i : i + MAX_BATCH]))
+
+    def log_final(self, run_id: str, values: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self.log_metrics(run_id, [Metric(k, _finite(v), now, step) for k, v in values.items()])
+
+    def log_artifacts(self, run_id: str, folder: Path) -> None:
+        _retry(self.client.log_artifacts, run_id, str(folder))
+
+    def end_run(self, run_id: str, status: str) -> None:
+        _retry(self.client.set_terminated, run_id, status)
+
+
+def _finite(v: float) -> float:
+    """MLflow stores NaN, but not every backend takes ±inf: clamp those."""
+    v = float(v)
+    return v if math.isfinite(v) or math.isnan(v) else math.copysign(1.7e308, v)
+
+
+class SettingRun:
+    """One setting: a run, plus one child run per trial when K > 1.
+
+    Per-epoch metrics are buffered and written in batches every
+    ``flush_every`` epochs (and at the end), which keeps tracking cheap.
+    """
+
+    def __init__(
+        self, store: Store, run_id: str, trial_run_ids: list[str], flush_every: int
+    ):
+        self.store, self.run_id, self.trial_run_ids = store, run_id, trial_run_ids
+        self.flush_every = max(1, flush_every)
+        self._buffer: list[list[Metric]] = [[] for _ in self.targets]
+
+    @property
+    def targets(self) -> list[str]:
+        """The run that receives trial k's per-epoch metrics."""
+        return self.trial_run_ids or [self.run_id]
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, Sequence[float]]) -> None:
+        """``metrics[name][k]`` is trial k's value at ``epoch``."""
+        now = int(time.time() * 1000)
+        for k, buf in enumerate(self._buffer):
+            buf.extend(Metric(name, _finite(v[k]), now, epoch) for name, v in metrics.items())
+        if epoch % self.flush_every == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        for run_id, buf in zip(self.targets, self._buffer, strict=True):
+            if buf:
+                self.store.log_metrics(run_id, buf)
+                buf.clear()
+
+    def log_summary(self, summary: Mapping[str, Sequence[float]]) -> None:
+        """Per-trial finals on the trial runs; mean and std on the setting run."""
+        if self.trial_run_ids:
+            for k, run_id in enumerate(self.trial_run_ids):
+                self.store.log_final(run_id, {n: v[k] for n, v in summary.items()})
+        aggregated = {}
+        for name, values in summary.items():
+            vals = [float(v) for v in values]
+            mean = sum(vals) / len(vals)
+            aggregated[name] = mean
+            if len(vals) > 1:
+                var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
+                aggregated[f"{name}_std"] = math.sqrt(var)
+        self.store.log_final(self.run_id, aggregated)
+
+    def end(self, status: str, reason: str | None = None) -> None:
+        """Flush what is buffered, then close trials and the setting with ``status``."""
+        self.flush()
+        if reason:
+            self.store.set_tags(self.run_id, {"failure_reason": reason[:5000]})
+        for run_id in self.trial_run_ids:
+            self.store.end_run(run_id, status)
+        self.store.end_run(self.run_id, status)
+
+
+@contextmanager
+def setting_run(
+    store: Store,
+    name: str,
+    *,
+    params: Mapping[str, Any],
+    tags: Mapping[str, Any],
+    seeds: Sequence[int],
+    parent: str | None = None,
+    flush_every: int = 100,
+) -> Iterator[SettingRun]:
+    """Open a setting run (and its trial runs); end it FINISHED, FAILED or KILLED.
+
+    An exception ends it FAILED with ``failure_reason``; KeyboardInterrupt (also
+    raised for SIGTERM by the entry point) ends it KILLED. Both re-raise.
+    """
+    tags = {k: str(v) for k, v in tags.items()}
+    run_id = store.start_run(name, parent=parent, tags={**tags, KIND_TAG: "setting"})
+    trial_ids = []
+    if len(seeds) > 1:
+        for seed in seeds:
+            tid = store.start_run(
+                f"{name}/seed={seed}", parent=run_id,
+                tags={**tags, KIND_TAG: "trial", "seed": str(seed)},
+            )
+            trial_ids.append(tid)
+    run = SettingRun(store, run_id, trial_ids, flush_every)
+    try:
+        store.log_params(run_id, params)
+        for seed, tid in zip(seeds, trial_ids, strict=False):
+            store.log_params(tid, {**params, "seed": seed})
+        yield run
+    except KeyboardInterrupt:
+        run.end("KILLED", "interrupted (SIGINT/SIGTERM)")
+        raise
+    except BaseException as err:
+        run.end("FAILED", f"{type(err).__name__}: {err}")
+        raise
+    run.end("FINISHED")
+
+
+def artifact_dir() -> tempfile.TemporaryDirectory:
+    """A scratch folder whose files are logged as artifacts, then removed."""
+    return tempfile.TemporaryDirectory(prefix="admmlab-")
+
+
+def set_tracking_uri(uri: str) -> None:
+    """Point mlflow's fluent API (used by the UI helpers) at ``uri``."""
+    mlflow.set_tracking_uri(uri)

@@ -1,0 +1,209 @@
+"""Hydra entry point: compose → validate → seed → data → init → solver → tracking.
+
+``admmlab-train key=value …`` (or ``python -m admmlab.train``) trains one
+setting and returns its objective, so Hydra sweepers and Optuna can use it.
+"""
+
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from admmlab import runinfo
+from admmlab.config import ConfigError, RunConfig, validate
+from admmlab.data import DataError, Dataset, load_dataset
+from admmlab.data.base import stack_trials
+from admmlab.nets import init_weights
+from admmlab.paths import conf_dir
+from admmlab.seeding import generator
+from admmlab.solvers.base import FitResult, NonFiniteError
+from admmlab.solvers.registry import run_solver
+from admmlab.tracking import Store, TrackingError, artifact_dir, setting_run
+
+STUDY_ENV = "ADMMLAB_STUDY_RUN_ID"  # set by a sweep: the parent of every setting run
+USER_ERRORS = (ConfigError, DataError, TrackingError)
+
+
+@dataclass
+class Outcome:
+    """What a finished run hands back: the objective and the per-trial summary."""
+
+    objective: float
+    objective_name: str
+    summary: dict[str, list[float]]
+    run_id: str | None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device must be cpu or auto on this machine (CUDA is not available), "
+                          "got 'cuda'")
+    if name == "auto":
+        if not torch.cuda.is_available():
+            print("warning: device=auto found no CUDA device, running on the CPU", file=sys.stderr)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def objective_name(cfg: RunConfig, data: Dataset) -> str:
+    """The configured objective, or the task's natural one for ``auto``.
+
+    Approximation tasks: ``best_train_mse``; learning tasks: ``val_mse`` (or
+    ``test_mse`` without a validation split); classification: ``val_acc``/``test_acc``.
+    """
+    if cfg.objective != "auto":
+        return cfg.objective
+    held_out = "val" if data.x_val is not None else "test"
+    if data.classification:
+        return f"{held_out}_acc"
+    if cfg.dataset.noise_std > 0 or data.x_val is not None:
+        return f"{held_out}_mse"
+    return "best_train_mse"
+
+
+def load_trials(cfg: RunConfig, seeds: list[int], device: torch.device) -> Dataset:
+    options = {k: v for k, v in vars(cfg.dataset).items() if k != "name"}
+    draws = [load_dataset(cfg.dataset.name, seed=s, **options) for s in seeds]
+    return stack_trials(draws).to(device, getattr(torch, cfg.dtype))
+
+
+def initial_weights(cfg: RunConfig, data: Dataset, seeds: list[int]) -> list[torch.Tensor]:
+    dims = [data.x_train.shape[-1], *[cfg.model.width] * cfg.model.depth, data.y_train.shape[-1]]
+    per_trial = [
+        init_weights(cfg.init.name, dims, scale=cfg.init.scale, generator=generator(s, "init"),
+                     dtype=getattr(torch, cfg.dtype))
+        for s in seeds
+    ]
+    return [torch.stack(layer).to(data.x_train.device) for layer in zip(*per_trial, strict=True)]
+
+
+def summarise(result: FitResult) -> dict[str, list[float]]:
+    """Per-trial final metrics: the solver's summary plus the last value of each metric."""
+    out = {}
+    for name, values in result.history.items():
+        if not name.startswith(("residual/", "saturation/", "grad_norm/", "epoch_time")):
+            out[f"final_{name}"] = values[-1]
+    out.update(result.summary)
+    if "train_acc" in result.history:
+        for split in ("train", "val", "test"):
+            if f"{split}_acc" in result.history:
+                out[f"best_{split}_acc"] = result.history[f"{split}_acc"].amax(dim=0)
+    out["run_time_s"] = result.history["epoch_time_s"].sum(dim=0)
+    return {k: [float(x) for x in v.cpu().reshape(-1)] for k, v in out.items()}
+
+
+def objective_value(name: str, summary: dict[str, list[float]]) -> float:
+    """Mean over trials of the objective (finals are stored as ``final_<metric>``)."""
+    key = name if name in summary else f"final_{name}"
+    if key not in summary:
+        raise ConfigError(f"objective must be a recorded metric, got {name!r}")
+    values = summary[key]
+    return sum(values) / len(values)
+
+
+def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
+    """Train one setting described by the composed ``cfg``; track it unless disabled."""
+    typed = validate(cfg)
+    device = resolve_device(typed.device)
+    seeds = [typed.seed + k for k in range(typed.trials)]
+    data = load_trials(typed, seeds, device)
+    weights = initial_weights(typed, data, seeds)
+    objective = objective_name(typed, data)
+    if not typed.tracking.enabled:
+        result = run_solver(typed.solver, data, weights, activation=typed.activation.name,
+                            seeds=seeds)
+        summary = summarise(result)
+        return Outcome(objective_value(objective, summary), objective, summary, None)
+    store = Store(typed.tracking.experiment or typed.dataset.name, typed.tracking.uri)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    with setting_run(
+        store,
+        runinfo.run_name(typed),
+        params=runinfo.flatten(container),
+        tags=runinfo.tags(typed),
+        seeds=seeds,
+        parent=parent or os.environ.get(STUDY_ENV),
+        flush_every=typed.tracking.flush_every,
+    ) as tracked:
+
+        def log_epoch(epoch: int, metrics: dict[str, torch.Tensor]) -> None:
+            values = torch.stack(list(metrics.values())).detach().cpu().tolist()
+            tracked.log_epoch(epoch, dict(zip(metrics, values, strict=True)))
+
+        try:
+            result = run_solver(typed.solver, data, weights, activation=typed.activation.name,
+                                seeds=seeds, callback=log_epoch)
+        except NonFiniteError as err:
+            if err.partial is not None:
+                _log_artifacts(store, tracked.run_id, container, err.partial, seeds)
+            raise
+        summary = summarise(result)
+        tracked.log_summary(summary)
+        _log_artifacts(store, tracked.run_id, container, result, seeds,
+                       typed.tracking.log_weights)
+        value = objective_value(objective, summary)
+        store.log_final(tracked.run_id, {"objective": value})
+        store.set_tags(tracked.run_id, {"objective_name": objective})
+    return Outcome(value, objective, summary, tracked.run_id)
+
+
+def _log_artifacts(store, run_id, container, result: FitResult, seeds, weights=True) -> None:
+    from admmlab.report.curves import history_frame, learning_curve
+
+    with artifact_dir() as tmp:
+        folder = Path(tmp)
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(container)))
+        frame = history_frame(result.history, seeds)
+        frame.to_csv(folder / "history.csv", index=False)
+        learning_curve(frame, folder / "learning_curve.png")
+        if weights:
+            torch.save([w.cpu() for w in result.weights], folder / "weights.pt")
+        store.log_artifacts(run_id, folder)
+
+
+def _print_summary(cfg: DictConfig, outcome: Outcome, seconds: float) -> None:
+    finals = {k: v for k, v in outcome.summary.items() if k in ("best_train_mse", "final_test_mse",
+                                                               "final_test_acc")}
+    parts = [f"{k}={sum(v) / len(v):.3e}" for k, v in finals.items()]
+    where = f" run={outcome.run_id}" if outcome.run_id else ""
+    print(f"[admmlab] solver={cfg.solver.name} activation={cfg.activation.name} "
+          f"depth={cfg.model.depth} width={cfg.model.width} trials={cfg.trials}: "
+          f"{outcome.objective_name}={outcome.objective:.4e} {' '.join(parts)} "
+          f"({seconds:.1f}s){where}")
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def hydra_entry(cfg: DictConfig) -> float:
+    """Single run: a user error is one line and exit 2. Multirun: see ``sweeping``."""
+    start = time.perf_counter()
+    try:
+        outcome = run(cfg)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except NonFiniteError as err:
+        print(f"error: run diverged: {err}", file=sys.stderr)
+        sys.exit(3)
+    _print_summary(cfg, outcome, time.perf_counter() - start)
+    return outcome.objective if math.isfinite(outcome.objective) else float("nan")
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> None:
+    """Console script ``admmlab-train``: SIGTERM ends a run KILLED, like Ctrl-C."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    hydra_entry()
+
+
+if __name__ == "__main__":
+    main()
