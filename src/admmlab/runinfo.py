@@ -7,6 +7,7 @@ from typing import Any
 
 from admmlab.config import RunConfig
 from admmlab.paths import project_root
+from admmlab.tracking import STUDY_TAG
 
 PACKAGES = ("admmlab", "torch", "numpy", "mlflow", "optuna", "hydra-core")
 
@@ -45,14 +46,25 @@ def provenance() -> dict[str, str]:
     return tags
 
 
-def tags(cfg: RunConfig) -> dict[str, str]:
-    return {
+def tags(cfg: RunConfig, study: str | None = None) -> dict[str, str]:
+    out = {
         "solver": cfg.solver.name,
         "activation": cfg.activation.name,
         "init": cfg.init.name,
         "dataset": cfg.dataset.name,
+        "competitor": competitor(cfg),
         **provenance(),
     }
+    if study:
+        out[STUDY_TAG] = study
+    return out
+
+
+def competitor(cfg: RunConfig) -> str:
+    """The paper's column label, e.g. ``ADMM (sigmoid)`` or ``Adam (ReLU)``."""
+    solver = {"admm": "ADMM", "sgd": "SGD", "sgdm": "SGDM", "adam": "Adam"}[cfg.solver.name]
+    act = {"relu": "ReLU"}.get(cfg.activation.name, cfg.activation.name)
+    return f"{solver} ({act})"
 
 
 def run_name(cfg: RunConfig) -> str:

@@ -239,3 +239,21 @@ def artifact_dir() -> tempfile.TemporaryDirectory:
 def set_tracking_uri(uri: str) -> None:
     """Point mlflow's fluent API (used by the UI helpers) at ``uri``."""
     mlflow.set_tracking_uri(uri)
+
+
+def start_study(store: Store, name: str, definition: Mapping[str, Any]) -> str:
+    """Open a study run (one per sweep) tagged with its name; returns its id."""
+    run_id = store.start_run(name, tags={KIND_TAG: "study", STUDY_TAG: name})
+    store.log_params(run_id, definition)
+    return run_id
+
+
+def end_study(
+    store: Store, run_id: str, *, best: Mapping[str, Any] | None = None, status: str = "FINISHED"
+) -> None:
+    """Close a study run, recording the best objective and its parameters."""
+    if best:
+        store.set_tags(run_id, {f"best.{k}": v for k, v in best.items()})
+        if "objective" in best:
+            store.log_final(run_id, {"best_objective": float(best["objective"])})
+    store.end_run(run_id, status)

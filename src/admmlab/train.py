@@ -28,6 +28,7 @@ from admmlab.solvers.registry import run_solver
 from admmlab.tracking import Store, TrackingError, artifact_dir, setting_run
 
 STUDY_ENV = "ADMMLAB_STUDY_RUN_ID"  # set by a sweep: the parent of every setting run
+STUDY_NAME_ENV = "ADMMLAB_STUDY"  # set by a sweep: its name, tagged on every setting run
 USER_ERRORS = (ConfigError, DataError, TrackingError)
 
 
@@ -127,7 +128,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         store,
         runinfo.run_name(typed),
         params=runinfo.flatten(container),
-        tags=runinfo.tags(typed),
+        tags=runinfo.tags(typed, study=os.environ.get(STUDY_NAME_ENV)),
         seeds=seeds,
         parent=parent or os.environ.get(STUDY_ENV),
         flush_every=typed.tracking.flush_every,

@@ -100,7 +100,7 @@ def fit(
     The rate is multiplied by ``lr_gamma`` every ``lr_every`` epochs (STUDIES.md).
     Shapes as in :func:`admmlab.solvers.admm.fit`; ``seeds`` (one per trial)
     fix the mini-batch order. History: ``train_mse``, ``test_mse``,
-    ``grad_norm/layer_i`` (RMS over the epoch's steps) and ``epoch_time_s``.
+    ``grad_norm/layer_i`` (RMS over the epoch's steps), ``lr`` and ``epoch_time_s``.
     """
     act = get_activation(activation)
     X, Y, ws, batched = _batched(X, Y, weights)
@@ -130,8 +130,9 @@ def fit(
             for acc, p in zip(grad_sq, params, strict=True):
                 acc.add_(p.grad.square().sum(dim=(-2, -1)))
             opt.step()
-        sched.step()
         metrics = evaluate(params, act, sets, classification=classification)
+        metrics["lr"] = torch.full((k,), opt.param_groups[0]["lr"])
+        sched.step()
         for i, acc in enumerate(grad_sq, start=1):
             metrics[f"grad_norm/layer_{i}"] = (acc / steps).sqrt()
         metrics["epoch_time_s"] = torch.full((k,), time.perf_counter() - start)

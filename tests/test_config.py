@@ -1,0 +1,91 @@
+"""Every option composes; every bad value is refused with one line naming the key."""
+
+from pathlib import Path
+
+import pytest
+
+from admmlab.config import ConfigError, validate
+from admmlab.paths import conf_dir
+
+GROUPS = ("solver", "activation", "init", "dataset")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def test_groups_hold_the_documented_options():
+    assert set(options("solver")) >= {"sgd", "sgdm", "adam", "admm"}
+    assert set(options("activation")) == {"sigmoid", "tanh", "relu"}
+    assert set(options("init")) == {
+        "lecun_uniform", "lecun_gauss", "orth_uniform", "orth_gauss", "xavier", "msra", "zero"
+    }
+    assert set(options("dataset")) >= {"square", "product_gate", "radial_piecewise",
+                                        "radial_smooth"}
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g in GROUPS for o in options(g)]
+)
+def test_every_option_composes_and_validates(make_cfg, group, option):
+    overrides = [f"{group}={option}"]
+    if group == "solver" and option == "admm":
+        overrides.append("activation=sigmoid")
+    if group == "activation" and option == "relu":
+        overrides.append("solver=adam")
+    typed = validate(make_cfg(*overrides))
+    assert getattr(typed, group).name == option
+
+
+def test_admm_preset_scales_init_by_eight(make_cfg):
+    typed = validate(make_cfg("solver=admm"))
+    assert typed.init.scale == 8.0 and typed.solver.lam == 1e-6 and typed.solver.epochs == 50
+    assert validate(make_cfg("solver=admm", "init.scale=2")).init.scale == 2.0
+    assert validate(make_cfg("solver=sgd")).init.scale == 1.0
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.width=-3", "model.width"),
+        ("model.depth=0", "model.depth"),
+        ("solver.epochs=0", "solver.epochs"),
+        ("trials=0", "trials"),
+        ("solver.batch_size=0", "solver.batch_size"),
+        ("solver.batch_size=5000", "solver.batch_size"),
+        ("solver.lam=-1", "solver.lam"),
+        ("solver.lr=0", "solver.lr"),
+        ("dataset.noise_std=-0.1", "dataset.noise_std"),
+        ("device=tpu", "device"),
+        ("dtype=float16", "dtype"),
+        ("model.width=abc", "model.width"),
+    ],
+)
+def test_bad_values_name_the_key(make_cfg, override, key):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(override))
+    message = str(err.value)
+    assert message.startswith(key) and "\n" not in message
+
+
+@pytest.mark.parametrize("beta", ["0", "-1", "[1,1]", "[1,0,1]"])
+def test_admm_beta_must_be_positive_with_one_value_per_layer(make_cfg, beta):
+    with pytest.raises(ConfigError, match=r"solver\.beta"):
+        validate(make_cfg("solver=admm", "model.depth=2", f"solver.beta={beta}"))
+    assert validate(make_cfg("solver=admm", "model.depth=2", "solver.beta=[1,2,3]"))
+
+
+def test_admm_refuses_relu(make_cfg):
+    with pytest.raises(ConfigError, match="smooth activation"):
+        validate(make_cfg("solver=admm", "activation=relu"))
+
+
+def test_unknown_key_is_refused(make_cfg):
+    with pytest.raises(ConfigError, match="model.height"):
+        validate(make_cfg("+model.height=3"))
+
+
+def test_conf_is_found_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert (conf_dir() / "config.yaml").is_file()
+    assert Path.cwd() == tmp_path

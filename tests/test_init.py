@@ -1,0 +1,76 @@
+"""Each initialisation has the right shape, mean, variance or orthogonality."""
+
+import math
+
+import pytest
+import torch
+
+from admmlab.nets import INIT_SCHEMES, forward, init_weights
+
+DIMS = [40, 300, 200, 3]
+
+
+def hidden(weights):
+    """The weight part of every layer (bias column dropped)."""
+    return [w[:, :-1] for w in weights]
+
+
+@pytest.mark.parametrize("scheme", sorted(INIT_SCHEMES))
+def test_shapes_and_zero_bias(scheme):
+    ws = init_weights(scheme, DIMS, generator=torch.Generator().manual_seed(0))
+    assert [tuple(w.shape) for w in ws] == [(300, 41), (200, 301), (3, 201)]
+    assert all(w.dtype == torch.float64 for w in ws)
+    assert all(torch.all(w[:, -1] == 0) for w in ws)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "variance"),
+    [
+        ("lecun_uniform", lambda fi, fo, out: 1 / fi),
+        ("lecun_gauss", lambda fi, fo, out: 1 / fi),
+        ("xavier", lambda fi, fo, out: 2 / (fi + fo)),
+        ("msra", lambda fi, fo, out: (1 if out else 2) / fo),
+    ],
+)
+def test_random_schemes_have_the_table_variance(scheme, variance):
+    scale = 3.0
+    ws = init_weights(scheme, DIMS, scale=scale, generator=torch.Generator().manual_seed(1))
+    for i, w in enumerate(hidden(ws)[:2]):
+        fan_out, fan_in = w.shape
+        want = scale**2 * variance(fan_in, fan_out, False)
+        assert abs(w.mean().item()) < 4 * math.sqrt(want / w.numel())
+        assert w.var().item() == pytest.approx(want, rel=0.05), f"layer {i + 1}"
+    out = hidden(ws)[2]
+    assert out.var().item() == pytest.approx(
+        scale**2 * variance(out.shape[1], out.shape[0], True), rel=0.15
+    )
+
+
+def test_uniform_schemes_are_bounded():
+    w = hidden(init_weights("lecun_uniform", DIMS, generator=torch.Generator().manual_seed(2)))[0]
+    assert w.abs().max() <= math.sqrt(3 / 40) and w.abs().max() > 0.95 * math.sqrt(3 / 40)
+
+
+@pytest.mark.parametrize("scheme", ["orth_uniform", "orth_gauss"])
+def test_orthogonal_schemes(scheme):
+    s = 2.0
+    ws = hidden(init_weights(scheme, [5, 8, 3], scale=s, generator=torch.Generator()))
+    tall, wide = ws  # (8, 5): WᵀW = s²I;  (3, 8): WWᵀ = s²I
+    torch.testing.assert_close(tall.T @ tall, s**2 * torch.eye(5, dtype=torch.float64))
+    torch.testing.assert_close(wide @ wide.T, s**2 * torch.eye(3, dtype=torch.float64))
+
+
+def test_zero_and_errors():
+    assert all(torch.all(w == 0) for w in init_weights("zero", DIMS))
+    with pytest.raises(ValueError, match="unknown init scheme"):
+        init_weights("he", DIMS)
+
+
+def test_generator_fixes_weights_and_forward_shapes():
+    a = init_weights("msra", DIMS, generator=torch.Generator().manual_seed(7))
+    b = init_weights("msra", DIMS, generator=torch.Generator().manual_seed(7))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    x = torch.rand(10, 40, dtype=torch.float64)
+    assert forward(a, x, "sigmoid").shape == (10, 3)
+    batched = [torch.stack([w, w]) for w in a]
+    torch.testing.assert_close(forward(batched, x, "tanh")[1], forward(a, x, "tanh"))

@@ -1,0 +1,86 @@
+"""SGD-type solvers lower the error; batched trials equal separate ones."""
+
+import pytest
+import torch
+
+from admmlab.data import load_dataset
+from admmlab.nets import init_weights
+from admmlab.solvers import sgd
+from admmlab.solvers.base import NonFiniteError
+
+OPTS = {"n_train": 200, "n_test": 100, "noise_std": 0.0, "val_fraction": 0.0}
+
+
+def setup(seed: int = 0, dims=(1, 20, 20, 1), scheme: str = "msra"):
+    d = load_dataset("square", seed=seed, **OPTS)
+    w = init_weights(scheme, list(dims), generator=torch.Generator().manual_seed(seed))
+    return d, w
+
+
+@pytest.mark.parametrize(
+    ("method", "activation", "lr"),
+    [("sgd", "relu", 0.1), ("sgdm", "relu", 0.05), ("adam", "relu", 1e-3), ("sgd", "sigmoid", 1.0)],
+)
+def test_training_lowers_the_error(method, activation, lr):
+    d, w = setup(scheme="msra" if activation == "relu" else "xavier")
+    r = sgd.fit(d.x_train, d.y_train, w, method=method, lr=lr, epochs=40, batch_size=20,
+                activation=activation, X_test=d.x_test, Y_test=d.y_test, seeds=[0])
+    h = r.history
+    assert h["train_mse"].shape == (40,)
+    assert h["train_mse"][-1] < 0.2 * h["train_mse"][0]
+    assert h["test_mse"][-1] < 0.2 * h["test_mse"][0]
+    assert {"grad_norm/layer_1", "grad_norm/layer_3", "epoch_time_s"} <= set(h)
+    assert torch.all(h["grad_norm/layer_1"] > 0)
+
+
+def test_final_weights_reproduce_the_recorded_error():
+    d, w = setup()
+    r = sgd.fit(d.x_train, d.y_train, w, method="adam", lr=1e-3, epochs=5, activation="relu")
+    from admmlab.nets import forward
+
+    mse = (forward(r.weights, d.x_train, "relu") - d.y_train).square().sum() / 200
+    assert mse.item() == pytest.approx(r.history["train_mse"][-1].item(), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["sgd", "sgdm", "adam"])
+def test_batched_trials_equal_separate_runs(method):
+    seeds = [0, 1, 2]
+    draws = [setup(s) for s in seeds]
+    x = torch.stack([d.x_train for d, _ in draws])
+    y = torch.stack([d.y_train for d, _ in draws])
+    ws = [torch.stack(layer) for layer in zip(*(w for _, w in draws), strict=True)]
+    kw = {"method": method, "lr": 1e-2, "epochs": 12, "batch_size": 25, "lam": 1e-4,
+          "activation": "sigmoid", "lr_every": 5}
+    batched = sgd.fit(x, y, ws, seeds=seeds, **kw)
+    for k, (d, w) in enumerate(draws):
+        alone = sgd.fit(d.x_train, d.y_train, w, seeds=[seeds[k]], **kw)
+        torch.testing.assert_close(batched.history["train_mse"][:, k], alone.history["train_mse"],
+                                   rtol=1e-9, atol=0)
+        for wb, wa in zip(batched.weights, alone.weights, strict=True):
+            torch.testing.assert_close(wb[k], wa, rtol=1e-9, atol=1e-12)
+
+
+def test_learning_rate_schedule_is_step_exponential():
+    d, w = setup()
+    r = sgd.fit(d.x_train, d.y_train, w, method="sgd", lr=0.5, lr_gamma=0.9, lr_every=10,
+                epochs=25, activation="relu")
+    rates = r.history["lr"]
+    assert rates[9].item() == 0.5
+    assert rates[10].item() == pytest.approx(0.45) and rates[24].item() == pytest.approx(0.405)
+    still = sgd.fit(d.x_train, d.y_train, w, method="sgd", lr=1e-300, epochs=2, activation="relu")
+    torch.testing.assert_close(still.weights[0], w[0])
+
+
+def test_divergence_raises_with_history_so_far():
+    d, w = setup()
+    with pytest.raises(NonFiniteError) as err:
+        sgd.fit(d.x_train, d.y_train, w, method="sgd", lr=1e8, epochs=20, activation="relu")
+    e = err.value
+    assert e.epoch >= 1 and e.trials == [0]
+    assert e.partial is not None and len(e.partial.history["train_mse"]) == e.epoch
+
+
+def test_batch_size_larger_than_training_set():
+    d, w = setup()
+    with pytest.raises(ValueError, match="batch_size"):
+        sgd.fit(d.x_train, d.y_train, w, lr=0.1, epochs=1, batch_size=500)
