@@ -89,7 +89,8 @@ class RunConfig:
     trials: int = 1
     device: str = "cpu"
     dtype: str = "float64"
-    objective: str = "auto"
+    objective: Any = "auto"  # a metric name, or a list of them (multi-objective Optuna)
+    study: str | None = None  # the MLflow study name of a sweep (default: see sweeping)
     max_failure_rate: float = 1.0
     sweep: dict[str, Any] = field(default_factory=dict)  # a study's definition, when attached
 

@@ -119,6 +119,9 @@ class Store:
         now = int(time.time() * 1000)
         self.log_metrics(run_id, [Metric(k, _finite(v), now, step) for k, v in values.items()])
 
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        _retry(self.client.log_text, run_id, text, name)
+
     def log_artifacts(self, run_id: str, folder: Path) -> None:
         _retry(self.client.log_artifacts, run_id, str(folder))
 
@@ -257,3 +260,11 @@ def end_study(
         if "objective" in best:
             store.log_final(run_id, {"best_objective": float(best["objective"])})
     store.end_run(run_id, status)
+
+
+def study_settings(store: Store, study_id: str) -> list[Any]:
+    """The setting runs of a study (children of its run), newest first."""
+    query = f"tags.`{PARENT_TAG}` = '{study_id}' and tags.`{KIND_TAG}` = 'setting'"
+    return _retry(
+        store.client.search_runs, [store.experiment_id], filter_string=query, max_results=50000
+    )

@@ -4,7 +4,6 @@
 setting and returns its objective, so Hydra sweepers and Optuna can use it.
 """
 
-import math
 import os
 import signal
 import sys
@@ -25,21 +24,40 @@ from admmlab.paths import conf_dir
 from admmlab.seeding import generator
 from admmlab.solvers.base import FitResult, NonFiniteError
 from admmlab.solvers.registry import run_solver
+from admmlab.sweeping import (
+    EXPERIMENT_ENV,
+    STUDY_ENV,
+    STUDY_NAME_ENV,
+    check_failure_rate,
+    is_multirun,
+    job_overrides,
+)
 from admmlab.tracking import Store, TrackingError, artifact_dir, setting_run
 
-STUDY_ENV = "ADMMLAB_STUDY_RUN_ID"  # set by a sweep: the parent of every setting run
-STUDY_NAME_ENV = "ADMMLAB_STUDY"  # set by a sweep: its name, tagged on every setting run
 USER_ERRORS = (ConfigError, DataError, TrackingError)
 
 
 @dataclass
 class Outcome:
-    """What a finished run hands back: the objective and the per-trial summary."""
+    """What a finished run hands back: the objective(s) and the per-trial summary."""
 
-    objective: float
-    objective_name: str
+    objectives: dict[str, float]
     summary: dict[str, list[float]]
     run_id: str | None
+
+    @property
+    def objective(self) -> float:
+        """The first (usually only) objective: what single-objective sweepers use."""
+        return next(iter(self.objectives.values()))
+
+    @property
+    def objective_name(self) -> str:
+        return next(iter(self.objectives))
+
+    def sweeper_value(self) -> float | list[float]:
+        """One float, or one per objective when ``objective`` is a list."""
+        values = list(self.objectives.values())
+        return values[0] if len(values) == 1 else values
 
 
 def resolve_device(name: str) -> torch.device:
@@ -53,14 +71,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def objective_name(cfg: RunConfig, data: Dataset) -> str:
-    """The configured objective, or the task's natural one for ``auto``.
+def objective_names(cfg: RunConfig, data: Dataset) -> list[str]:
+    """The configured objective(s); ``auto`` stands for the task's natural one."""
+    names = cfg.objective if isinstance(cfg.objective, list) else [cfg.objective]
+    return [auto_objective(cfg, data) if n == "auto" else str(n) for n in names]
 
-    Approximation tasks: ``best_train_mse``; learning tasks: ``val_mse`` (or
+
+def auto_objective(cfg: RunConfig, data: Dataset) -> str:
+    """Approximation tasks: ``best_train_mse``; learning tasks: ``val_mse`` (or
     ``test_mse`` without a validation split); classification: ``val_acc``/``test_acc``.
     """
-    if cfg.objective != "auto":
-        return cfg.objective
     held_out = "val" if data.x_val is not None else "test"
     if data.classification:
         return f"{held_out}_acc"
@@ -116,19 +136,23 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
     seeds = [typed.seed + k for k in range(typed.trials)]
     data = load_trials(typed, seeds, device)
     weights = initial_weights(typed, data, seeds)
-    objective = objective_name(typed, data)
+    objectives = objective_names(typed, data)
     if not typed.tracking.enabled:
         result = run_solver(typed.solver, data, weights, activation=typed.activation.name,
                             seeds=seeds)
         summary = summarise(result)
-        return Outcome(objective_value(objective, summary), objective, summary, None)
-    store = Store(typed.tracking.experiment or typed.dataset.name, typed.tracking.uri)
+        return Outcome({n: objective_value(n, summary) for n in objectives}, summary, None)
+    experiment = (os.environ.get(EXPERIMENT_ENV) or typed.tracking.experiment
+                  or typed.dataset.name)
+    store = Store(experiment, typed.tracking.uri)
     container = OmegaConf.to_container(cfg, resolve=True)
+    tags = runinfo.tags(typed, study=os.environ.get(STUDY_NAME_ENV))
+    tags["overrides"] = " ".join(job_overrides())
     with setting_run(
         store,
         runinfo.run_name(typed),
         params=runinfo.flatten(container),
-        tags=runinfo.tags(typed, study=os.environ.get(STUDY_NAME_ENV)),
+        tags=tags,
         seeds=seeds,
         parent=parent or os.environ.get(STUDY_ENV),
         flush_every=typed.tracking.flush_every,
@@ -149,10 +173,11 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         tracked.log_summary(summary)
         _log_artifacts(store, tracked.run_id, container, result, seeds,
                        typed.tracking.log_weights)
-        value = objective_value(objective, summary)
-        store.log_final(tracked.run_id, {"objective": value})
-        store.set_tags(tracked.run_id, {"objective_name": objective})
-    return Outcome(value, objective, summary, tracked.run_id)
+        outcome = Outcome({n: objective_value(n, summary) for n in objectives}, summary,
+                          tracked.run_id)
+        store.log_final(tracked.run_id, {"objective": outcome.objective})
+        store.set_tags(tracked.run_id, {"objective_name": outcome.objective_name})
+    return outcome
 
 
 def _log_artifacts(store, run_id, container, result: FitResult, seeds, weights=True) -> None:
@@ -170,8 +195,8 @@ def _log_artifacts(store, run_id, container, result: FitResult, seeds, weights=T
 
 
 def _print_summary(cfg: DictConfig, outcome: Outcome, seconds: float) -> None:
-    finals = {k: v for k, v in outcome.summary.items() if k in ("best_train_mse", "final_test_mse",
-                                                               "final_test_acc")}
+    shown = {"best_train_mse", "final_test_mse", "final_test_acc"} - {outcome.objective_name}
+    finals = {k: v for k, v in outcome.summary.items() if k in shown}
     parts = [f"{k}={sum(v) / len(v):.3e}" for k, v in finals.items()]
     where = f" run={outcome.run_id}" if outcome.run_id else ""
     print(f"[admmlab] solver={cfg.solver.name} activation={cfg.activation.name} "
@@ -181,19 +206,37 @@ def _print_summary(cfg: DictConfig, outcome: Outcome, seconds: float) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def hydra_entry(cfg: DictConfig) -> float:
-    """Single run: a user error is one line and exit 2. Multirun: see ``sweeping``."""
+def hydra_entry(cfg: DictConfig) -> float | list[float]:
+    """Single run: a user error or divergence is one line and a non-zero exit.
+
+    In a multirun, a failed setting is already recorded FAILED in MLflow; the job
+    reports it, returns NaN (the sweeper counts it as failed) and the sweep goes
+    on unless the study's failure rate passes ``max_failure_rate``.
+    """
     start = time.perf_counter()
     try:
         outcome = run(cfg)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except NonFiniteError as err:
-        print(f"error: run diverged: {err}", file=sys.stderr)
-        sys.exit(3)
+    except (*USER_ERRORS, NonFiniteError) as err:
+        message = f"run diverged: {err}" if isinstance(err, NonFiniteError) else str(err)
+        if not is_multirun():
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(3 if isinstance(err, NonFiniteError) else 2)
+        return _failed_job(cfg, message)
+    except Exception as err:
+        if not is_multirun():
+            raise
+        return _failed_job(cfg, f"{type(err).__name__}: {err}")
     _print_summary(cfg, outcome, time.perf_counter() - start)
-    return outcome.objective if math.isfinite(outcome.objective) else float("nan")
+    return outcome.sweeper_value()
+
+
+def _failed_job(cfg: DictConfig, message: str) -> float:
+    print(f"[admmlab] setting failed: {message}", file=sys.stderr)
+    study_id = os.environ.get(STUDY_ENV)
+    if study_id and cfg.tracking.enabled:
+        store = Store(os.environ.get(EXPERIMENT_ENV) or cfg.dataset.name, cfg.tracking.uri)
+        check_failure_rate(store, study_id, cfg.max_failure_rate)
+    return float("nan")
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -1,0 +1,142 @@
+"""The sweeper: ask Optuna for ``n_jobs`` trials, launch them, tell the results.
+
+A trial whose job fails or returns a non-finite value is told FAIL and the
+study goes on; past ``max_failure_rate`` the sweep stops with one line. On an
+interrupt the in-flight trials are told FAIL, so the same command continues
+the study (``load_if_exists``) with nothing lost.
+"""
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from hydra_plugins.admmlab_optuna_sweeper import search_space, storage
+from hydra_plugins.admmlab_optuna_sweeper.config import register
+
+register()
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        sampler: Any,
+        direction: Any,
+        storage: str | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        params: dict[str, str] | None,
+    ) -> None:
+        self.sampler_conf = sampler
+        self.directions = list(direction) if isinstance(direction, Sequence) and not isinstance(
+            direction, str) else [direction]
+        self.storage_spec = storage
+        self.study_name = study_name
+        self.n_trials = n_trials
+        self.n_jobs = max(1, n_jobs)
+        self.max_failure_rate = float(max_failure_rate)
+        self.params = dict(params or {})
+        self.config: DictConfig | None = None
+        self.launcher = None
+        self.job_idx = 0
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def _sampler(self, space: dict) -> optuna.samplers.BaseSampler:
+        conf = OmegaConf.to_container(self.sampler_conf, resolve=True)
+        if conf["_target_"].endswith("GridSampler"):
+            conf["search_space"] = search_space.grid(space)
+        return instantiate(conf)
+
+    def _study(self, space: dict) -> optuna.Study:
+        name = self.study_name or OmegaConf.select(self.config, "study") or "admmlab"
+        return optuna.create_study(
+            study_name=str(name),
+            storage=storage.open_storage(self.storage_spec),
+            sampler=self._sampler(space),
+            directions=self.directions,
+            load_if_exists=True,
+        )
+
+    def sweep(self, arguments: list[str]) -> list[JobReturn]:
+        space, fixed = search_space.parse(self.params, arguments)
+        study = self._study(space)
+        print(f"[optuna] study {study.study_name!r} in {storage.describe(self.storage_spec)}: "
+              f"{len(study.trials)} trials so far, {self.n_trials} to run")
+        returns, failures, done = [], 0, 0
+        while done < self.n_trials:
+            batch = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
+            overrides = [
+                [*fixed, *(search_space.as_override(k, v) for k, v in t.params.items())]
+                for t in batch
+            ]
+            results = self._launch(study, batch, overrides)
+            for trial, result in zip(batch, results, strict=True):
+                failures += not self._tell(study, trial, result)
+            returns.extend(results)
+            done += len(batch)
+            if failures / done > self.max_failure_rate:
+                raise RuntimeError(
+                    f"Optuna study {study.study_name!r} stopped: {failures} of {done} trials "
+                    f"failed, more than max_failure_rate={self.max_failure_rate:g}"
+                )
+        self._report(study)
+        return returns
+
+    def _launch(self, study, batch, overrides) -> Sequence[JobReturn]:
+        try:
+            results = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+        except BaseException:
+            for trial in batch:  # interrupted or broken: fail these, keep the study usable
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        self.job_idx += len(results)
+        return results
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> bool:
+        """Record one trial; False when it failed (raised or non-finite)."""
+        values = None
+        if result.status == JobStatus.COMPLETED:
+            raw = result._return_value
+            values = list(raw) if isinstance(raw, Sequence) else [raw]
+        ok = values is not None and len(values) == len(self.directions) and all(
+            isinstance(v, int | float) and math.isfinite(v) for v in values
+        )
+        if ok:
+            study.tell(trial, values if len(values) > 1 else values[0])
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return ok
+
+    def _report(self, study: optuna.Study) -> None:
+        complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        if not complete:
+            print("[optuna] no trial completed")
+            return
+        best = study.best_trials
+        results = {
+            "name": study.study_name,
+            "best_trials": [{"values": t.values, "params": t.params} for t in best],
+        }
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+        for t in best[:5]:
+            print(f"[optuna] best trial {t.number}: values={t.values} params={t.params}")

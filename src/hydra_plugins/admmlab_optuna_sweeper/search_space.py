@@ -1,0 +1,76 @@
+"""Hydra's sweep grammar → Optuna distributions.
+
+``interval(a, b)`` → float (int when both ends are ints), ``tag(log, …)`` → log
+scale, ``range(a, b[, step])`` → int/float with step (``b`` excluded, as in
+Hydra), ``choice(…)`` and ``a,b,c`` → categorical.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+
+class SearchSpaceError(ValueError):
+    """A parameter's search space cannot be expressed in Optuna."""
+
+
+def to_distribution(override: Override) -> BaseDistribution:
+    value = override.value()
+    key = override.get_key_element()
+    if isinstance(value, ChoiceSweep):
+        return CategoricalDistribution(list(value.list))
+    if isinstance(value, IntervalSweep):
+        log = "log" in value.tags
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(value.start, value.end, log=log)
+        return FloatDistribution(float(value.start), float(value.end), log=log)
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        if all(isinstance(v, int) for v in (start, stop, step)):
+            return IntDistribution(start, stop - step, step=step, log="log" in value.tags)
+        last = start + step * int(round((stop - start) / step - 1))
+        return FloatDistribution(float(start), float(last), step=float(step))
+    raise SearchSpaceError(f"{key}: {override.input_line!r} is not a sweep Optuna can sample")
+
+
+def parse(
+    params: Mapping[str, Any] | None, arguments: Sequence[str]
+) -> tuple[dict[str, BaseDistribution], list[str]]:
+    """Search space from ``params`` and sweep overrides; the rest stay fixed overrides."""
+    lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
+    space: dict[str, BaseDistribution] = {}
+    fixed: list[str] = []
+    for override in OverridesParser.create().parse_overrides(lines):
+        if override.is_sweep_override():
+            space[override.get_key_element()] = to_distribution(override)
+        else:
+            fixed.append(override.input_line)
+    return space, fixed
+
+
+def grid(space: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:
+    """The grid of a discrete search space, for Optuna's GridSampler."""
+    out = {}
+    for name, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            out[name] = list(dist.choices)
+        elif isinstance(dist, IntDistribution) and not dist.log:
+            out[name] = list(range(dist.low, dist.high + 1, dist.step))
+        else:
+            raise SearchSpaceError(
+                f"{name}: the grid sampler needs choice(…) or range(…), not an interval"
+            )
+    return out
+
+
+def as_override(name: str, value: Any) -> str:
+    """``key=value`` in override syntax (floats keep full precision)."""
+    return f"{name}={value!r}" if isinstance(value, float) else f"{name}={value}"
