@@ -55,6 +55,7 @@ class SolverConfig:
     momentum: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
+    step: float | None = None  # one knob for SGD's lr and ADMM's beta (the lr_beta study)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class DatasetConfig:
     val_fraction: float = 0.0
     path: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    paper_best: dict[str, Any] = field(default_factory=dict)  # competitor → depth, width
 
 
 @dataclass
@@ -92,7 +94,6 @@ class RunConfig:
     objective: Any = "auto"  # a metric name, or a list of them (multi-objective Optuna)
     study: str | None = None  # the MLflow study name of a sweep (default: see sweeping)
     max_failure_rate: float = 1.0
-    sweep: dict[str, Any] = field(default_factory=dict)  # a study's definition, when attached
 
 
 def _fail(key: str, requirement: str, value: Any) -> None:

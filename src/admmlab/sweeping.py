@@ -25,7 +25,7 @@ class SweepAborted(RuntimeError):
 
 def study_name(config: DictConfig) -> str:
     """``study`` if set, else the Optuna study name, the sweep's name, or a timestamp."""
-    for key in ("study", "hydra.sweeper.study_name", "sweep.name"):
+    for key in ("study", "hydra.sweeper.study_name", "hydra.runtime.choices.sweep"):
         value = OmegaConf.select(config, key, default=None)
         if value:
             return str(value)
@@ -84,6 +84,26 @@ def check_failure_rate(store: tracking.Store, study_id: str, max_rate: float) ->
         )
 
 
+def sweep_definition(config: DictConfig) -> dict[str, str]:
+    """The study run's params: what was swept, how, and from which file."""
+    return {
+        "sweep": OmegaConf.select(config, "hydra.runtime.choices.sweep") or "command line",
+        "overrides": " ".join(config.hydra.overrides.task),
+        "sweeper": config.hydra.sweeper.get("_target_", ""),
+        "launcher": config.hydra.launcher.get("_target_", ""),
+    }
+
+
+def sweep_record(config: DictConfig) -> dict[str, Any]:
+    """The sweep definition artifact: the search space and the command line."""
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    return {
+        **sweep_definition(config),
+        "params": OmegaConf.to_container(params) if params is not None else {},
+        "command_overrides": list(config.hydra.overrides.task),
+    }
+
+
 class StudyCallback(Callback):
     """Opens the study run before a multirun's first job and closes it after the last.
 
@@ -99,15 +119,8 @@ class StudyCallback(Callback):
         name = study_name(config)
         uri = OmegaConf.select(config, "tracking.uri")
         self.store = tracking.Store(experiment_name(config), uri)
-        definition = {
-            "overrides": " ".join(config.hydra.overrides.task),
-            "sweeper": config.hydra.sweeper.get("_target_", ""),
-            "launcher": config.hydra.launcher.get("_target_", ""),
-        }
-        self.run_id = tracking.start_study(self.store, name, definition)
-        sweep = OmegaConf.to_yaml(config.get("sweep") or {}) + "\n# command-line overrides\n"
-        self.store.log_text(self.run_id, sweep + "\n".join(config.hydra.overrides.task),
-                            "sweep.yaml")
+        self.run_id = tracking.start_study(self.store, name, sweep_definition(config))
+        self.store.log_text(self.run_id, OmegaConf.to_yaml(sweep_record(config)), "sweep.yaml")
         os.environ.update({STUDY_ENV: self.run_id, STUDY_NAME_ENV: name,
                            EXPERIMENT_ENV: experiment_name(config)})
         print(f"[admmlab] study {name!r}: MLflow run {self.run_id}")
