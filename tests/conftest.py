@@ -1,5 +1,8 @@
 """Shared fixtures: composed configs and a throw-away MLflow store."""
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,3 +36,24 @@ def store_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def client(store_uri: str) -> MlflowClient:
     return MlflowClient(store_uri)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, store_uri: str) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``admmlab-train`` as a user would, in a scratch folder, on the test's store."""
+
+    def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri, "PYTHONUNBUFFERED": "1"}
+        return subprocess.run(
+            [sys.executable, "-m", "admmlab.train", *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+        )
+
+    return _run
+
+
+def runs_of(client: MlflowClient, kind: str | None = None) -> list:
+    """Every run of the store (optionally of one ``admmlab.kind``)."""
+    ids = [e.experiment_id for e in client.search_experiments()]
+    query = f"tags.`admmlab.kind` = '{kind}'" if kind else ""
+    return client.search_runs(ids, filter_string=query, max_results=10000)

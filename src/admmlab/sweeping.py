@@ -19,10 +19,6 @@ STUDY_NAME_ENV = "ADMMLAB_STUDY"  # the study's name, tagged on every setting ru
 EXPERIMENT_ENV = "ADMMLAB_STUDY_EXPERIMENT"
 
 
-class SweepAborted(RuntimeError):
-    """Too many settings failed; the message is one line for the user."""
-
-
 def study_name(config: DictConfig) -> str:
     """``study`` if set, else the Optuna study name, the sweep's name, or a timestamp."""
     for key in ("study", "hydra.sweeper.study_name", "hydra.runtime.choices.sweep"):
@@ -72,16 +68,21 @@ def best_setting(runs: list[Any]) -> dict[str, Any] | None:
     }
 
 
-def check_failure_rate(store: tracking.Store, study_id: str, max_rate: float) -> None:
-    """Raise :class:`SweepAborted` once failed settings exceed ``max_rate`` of the done ones."""
+def enforce_failure_rate(store: tracking.Store, study_id: str, max_rate: float) -> None:
+    """End the study FAILED and exit once failed settings exceed ``max_rate`` of the done ones.
+
+    ``SystemExit`` passes through Hydra's launchers (which record an ordinary
+    exception and go on), so the sweep really stops.
+    """
     runs = tracking.study_settings(store, study_id)
     done = [r for r in runs if r.info.status in ("FINISHED", "FAILED")]
     failed = sum(r.info.status == "FAILED" for r in done)
     if done and failed / len(done) > max_rate:
-        raise SweepAborted(
-            f"sweep stopped: {failed} of {len(done)} settings failed, more than "
-            f"max_failure_rate={max_rate:g}"
-        )
+        message = (f"sweep stopped: {failed} of {len(done)} settings failed, more than "
+                   f"max_failure_rate={max_rate:g}")
+        store.set_tags(study_id, {"failure_reason": message})
+        tracking.end_study(store, study_id, status="FAILED")
+        raise SystemExit(f"error: {message}")
 
 
 def sweep_definition(config: DictConfig) -> dict[str, str]:

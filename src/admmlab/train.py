@@ -28,7 +28,7 @@ from admmlab.sweeping import (
     EXPERIMENT_ENV,
     STUDY_ENV,
     STUDY_NAME_ENV,
-    check_failure_rate,
+    enforce_failure_rate,
     is_multirun,
     job_overrides,
 )
@@ -235,7 +235,7 @@ def _failed_job(cfg: DictConfig, message: str) -> float:
     study_id = os.environ.get(STUDY_ENV)
     if study_id and cfg.tracking.enabled:
         store = Store(os.environ.get(EXPERIMENT_ENV) or cfg.dataset.name, cfg.tracking.uri)
-        check_failure_rate(store, study_id, cfg.max_failure_rate)
+        enforce_failure_rate(store, study_id, cfg.max_failure_rate)
     return float("nan")
 
 

@@ -61,7 +61,7 @@ class OptunaSweeper(Sweeper):
 
     def _sampler(self, space: dict) -> optuna.samplers.BaseSampler:
         conf = OmegaConf.to_container(self.sampler_conf, resolve=True)
-        if conf["_target_"].endswith("GridSampler"):
+        if conf["_target_"].endswith("SweepGridSampler"):
             conf["search_space"] = search_space.grid(space)
         return instantiate(conf)
 
@@ -82,6 +82,11 @@ class OptunaSweeper(Sweeper):
               f"{len(study.trials)} trials so far, {self.n_trials} to run")
         returns, failures, done = [], 0, 0
         while done < self.n_trials:
+            if isinstance(study.sampler, search_space.SweepGridSampler) and (
+                study.sampler.is_exhausted(study)
+            ):
+                print("[optuna] the grid is exhausted")
+                break
             batch = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
             overrides = [
                 [*fixed, *(search_space.as_override(k, v) for k, v in t.params.items())]

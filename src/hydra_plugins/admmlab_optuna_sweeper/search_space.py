@@ -16,6 +16,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.samplers import GridSampler
 
 
 class SearchSpaceError(ValueError):
@@ -36,7 +37,7 @@ def to_distribution(override: Override) -> BaseDistribution:
         start, stop, step = value.start, value.stop, value.step
         if all(isinstance(v, int) for v in (start, stop, step)):
             return IntDistribution(start, stop - step, step=step, log="log" in value.tags)
-        last = start + step * int(round((stop - start) / step - 1))
+        last = start + step * round((stop - start) / step - 1)
         return FloatDistribution(float(start), float(last), step=float(step))
     raise SearchSpaceError(f"{key}: {override.input_line!r} is not a sweep Optuna can sample")
 
@@ -74,3 +75,14 @@ def grid(space: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:
 def as_override(name: str, value: Any) -> str:
     """``key=value`` in override syntax (floats keep full precision)."""
     return f"{name}={value!r}" if isinstance(value, float) else f"{name}={value}"
+
+
+class SweepGridSampler(GridSampler):
+    """Optuna's grid sampler, minus its ``study.stop()`` when the grid is used up.
+
+    That call only works inside ``study.optimize``; the sweeper asks and tells
+    itself and checks :meth:`is_exhausted` before each batch instead.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None

@@ -1,0 +1,207 @@
+"""The ADMM solver against the plain NumPy reference of ALGORITHM.md, and its contract."""
+
+import numpy as np
+import pytest
+import torch
+
+from admmlab.nets import init_weights
+from admmlab.solvers import admm
+from admmlab.solvers.admm import fit
+from admmlab.solvers.base import NonFiniteError
+from numpy_admm import admm_reference
+
+Tensor = torch.Tensor
+
+
+def _problem(
+    seed: int, *, depth: int, width: int, n_samples: int = 30, d: int = 2, m: int = 1
+) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """A small smooth regression task and lecun_gauss weights, all from one seed."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n_samples, d, generator=g, dtype=torch.float64) * 2 - 1
+    y = torch.sin(3 * x).sum(dim=1, keepdim=True) * torch.linspace(1, 2, m, dtype=torch.float64)
+    weights = init_weights("lecun_gauss", [d, *[width] * depth, m], generator=g)
+    return x, y, weights
+
+
+def _square_task(width: int = 100) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """The paper's demo: y = x² on 1000 points of [−1, 1], MSRA init scaled by 8."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1000, 1, generator=g, dtype=torch.float64) * 2 - 1
+    return x, x**2, init_weights("msra", [1, width, width, 1], scale=8.0, generator=g)
+
+
+def _close(a: Tensor | np.ndarray, b: Tensor | np.ndarray, rel: float) -> bool:
+    """``‖a − b‖ ≤ rel · ‖b‖`` (Frobenius), so exact zeros compare equal too."""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool(np.linalg.norm(a - b) <= rel * np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("per_layer_beta", [False, True])
+def test_matches_numpy_reference(depth: int, activation: str, per_layer_beta: bool) -> None:
+    x, y, w = _problem(depth, depth=depth, width=5)
+    beta = [0.5 + 0.25 * i for i in range(depth + 1)] if per_layer_beta else 0.5
+    kwargs = {"lam": 1e-3, "beta": beta, "activation": activation, "epochs": 5}
+    result = fit(x, y, w, **kwargs)
+    ref_mse, ref_w = admm_reference(x.numpy().T, y.numpy().T, [t.numpy() for t in w], **kwargs)
+    assert _close(result.history["train_mse"], ref_mse, 1e-10)
+    for got, want in zip(result.weights, ref_w, strict=True):
+        assert _close(got, want, 1e-10)
+
+
+def test_matches_numpy_reference_with_more_outputs_than_hidden_units() -> None:
+    """m ≥ n takes the direct n × n solve in step 3 instead of Woodbury."""
+    x, y, w = _problem(7, depth=2, width=4, m=5)
+    kwargs = {"lam": 1e-3, "beta": [0.5, 1.0, 2.0], "epochs": 5}
+    result = fit(x, y, w, **kwargs)
+    ref_mse, ref_w = admm_reference(x.numpy().T, y.numpy().T, [t.numpy() for t in w], **kwargs)
+    assert _close(result.history["train_mse"], ref_mse, 1e-10)
+    for got, want in zip(result.weights, ref_w, strict=True):
+        assert _close(got, want, 1e-10)
+
+
+@pytest.mark.parametrize("shared_data", [False, True])
+def test_batched_trials_equal_separate_runs(shared_data: bool) -> None:
+    problems = [_problem(seed, depth=2, width=6) for seed in (11, 12, 13)]
+    if shared_data:
+        problems = [(problems[0][0], problems[0][1], w) for _, _, w in problems]
+    kwargs = {"lam": 1e-3, "beta": [0.5, 1.0, 2.0], "epochs": 6}
+    x = problems[0][0] if shared_data else torch.stack([p[0] for p in problems])
+    y = problems[0][1] if shared_data else torch.stack([p[1] for p in problems])
+    stacked = [torch.stack(ws) for ws in zip(*(p[2] for p in problems), strict=True)]
+    batched = fit(x, y, stacked, **kwargs)
+    for k, (xk, yk, wk) in enumerate(problems):
+        single = fit(xk, yk, wk, **kwargs)
+        for name, curve in single.history.items():
+            if name != "epoch_time_s":
+                assert _close(batched.history[name][:, k], curve, 1e-9), name
+        for got, want in zip(batched.weights, single.weights, strict=True):
+            assert _close(got[k], want, 1e-9)
+
+
+def test_square_task_converges() -> None:
+    x, y, w = _square_task()
+    result = fit(x, y, w, lam=1e-6, beta=1.0, epochs=50)
+    h = result.history
+    assert result.summary["best_train_mse"] <= 1e-8
+    assert torch.isfinite(h["aug_lagrangian"]).all()
+    total_residual = sum(h[f"residual/layer_{i}"] ** 2 for i in (1, 2, 3)).sqrt()
+    assert total_residual[-10:].max() < 1e-3 * total_residual[0]
+    # Theorem 4: 𝓛 converges; by the last epochs it barely moves.
+    tail = h["aug_lagrangian"][-10:]
+    assert (tail.max() - tail.min()) < 1e-2 * tail.abs().max()
+
+
+def test_history_keys_shapes_and_callback() -> None:
+    problems = [_problem(seed, depth=2, width=5) for seed in (1, 2)]
+    x, y = problems[0][0], problems[0][1]
+    stacked = [torch.stack(ws) for ws in zip(*(p[2] for p in problems), strict=True)]
+    seen = []
+    result = fit(
+        x, y, stacked, lam=1e-3, beta=1.0, epochs=4, X_test=x[:10], Y_test=y[:10],
+        X_val=x[10:], Y_val=y[10:], callback=lambda epoch, metrics: seen.append((epoch, metrics)),
+    )  # fmt: skip
+    expected = {
+        "train_mse", "test_mse", "val_mse", "aug_lagrangian", "epoch_time_s",
+        "residual/layer_1", "residual/layer_2", "residual/layer_3",
+        "saturation/layer_1", "saturation/layer_2",
+    }  # fmt: skip
+    assert set(result.history) == expected
+    assert all(v.shape == (4, 2) for v in result.history.values())
+    assert [epoch for epoch, _ in seen] == [1, 2, 3, 4]
+    assert all(v.shape == (2,) for v in seen[0][1].values())
+    assert [w.shape for w in result.weights] == [w.shape for w in stacked]
+    assert torch.isfinite(result.history["aug_lagrangian"]).all()
+    saturation = result.history["saturation/layer_2"]
+    assert ((saturation >= 0) & (saturation <= 1)).all()
+    times = result.history["epoch_time_s"]
+    assert (times[:, 0] == times[:, 1]).all() and (times > 0).all()
+
+
+def test_unbatched_call_keeps_shapes_and_test_mse_is_the_network_error() -> None:
+    x, y, w = _problem(3, depth=1, width=5)
+    result = fit(x, y, w, lam=1e-3, beta=1.0, epochs=3, X_test=x, Y_test=y)
+    assert all(v.shape == (3,) for v in result.history.values())
+    assert [t.shape for t in result.weights] == [t.shape for t in w]
+    assert _close(result.history["test_mse"], result.history["train_mse"], 1e-12)
+
+
+def test_classification_metrics() -> None:
+    x, _, w = _problem(4, depth=1, width=5, m=3)
+    labels = torch.nn.functional.one_hot((x[:, 0] > 0).long() + (x[:, 1] > 0).long(), 3)
+    result = fit(x, labels.double(), w, lam=1e-3, beta=1.0, epochs=3, classification=True)
+    acc = result.history["train_acc"]
+    assert acc.shape == (3,) and ((acc >= 0) & (acc <= 1)).all()
+
+
+def test_relu_is_refused() -> None:
+    x, y, w = _problem(0, depth=1, width=3)
+    with pytest.raises(
+        ValueError, match=r"ADMM needs a smooth activation \(sigmoid or tanh\), got 'relu'"
+    ):
+        fit(x, y, w, lam=1e-6, beta=1.0, activation="relu", epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"beta": [1.0, 1.0]}, "3 values"),
+        ({"beta": [1.0, 0.0, 1.0]}, "beta must be > 0"),
+        ({"lam": -1.0}, "lam must be >= 0"),
+        ({"epochs": 0}, "epochs must be"),
+    ],
+)
+def test_bad_settings_are_refused(settings: dict, message: str) -> None:
+    x, y, w = _problem(0, depth=2, width=3)
+    kwargs = {"lam": 1e-6, "beta": 1.0, "epochs": 1} | settings
+    with pytest.raises(ValueError, match=message):
+        fit(x, y, w, **kwargs)
+
+
+def test_nan_in_data_is_reported_at_first_epoch() -> None:
+    x, y, w = _problem(0, depth=2, width=3)
+    x[5, 0] = float("nan")
+    with pytest.raises(NonFiniteError) as info:
+        fit(x, y, w, lam=1e-6, beta=1.0, epochs=3)
+    err = info.value
+    assert (err.quantity, err.epoch, err.trials) == ("W_3", 1, [0])
+    assert err.partial is not None and err.partial.history == {}
+
+
+def test_nan_mid_run_names_quantity_epoch_trial_and_keeps_history(monkeypatch) -> None:
+    problems = [_problem(seed, depth=2, width=4) for seed in (1, 2)]
+    stacked = [torch.stack(ws) for ws in zip(*(p[2] for p in problems), strict=True)]
+    calls = []
+    real_update_output = admm.update_output
+
+    def poisoned(*args, **kwargs):
+        out = real_update_output(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            out[1, 0, 0] = float("nan")
+        return out
+
+    monkeypatch.setattr(admm, "update_output", poisoned)
+    with pytest.raises(NonFiniteError) as info:
+        fit(problems[0][0], problems[0][1], stacked, lam=1e-6, beta=1.0, epochs=5)
+    err = info.value
+    assert (err.quantity, err.epoch, err.trials) == ("V_3", 3, [1])
+    assert "epoch 3" in str(err)
+    partial = err.partial
+    assert partial is not None
+    assert partial.history["train_mse"].shape == (2, 2)
+    assert all(torch.isfinite(w).all() for w in partial.weights)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    x, y, w = _problem(5, depth=2, width=8)
+    kwargs = {"lam": 1e-3, "beta": [0.5, 1.0, 2.0], "epochs": 5}
+    cpu = fit(x, y, w, **kwargs)
+    gpu = fit(x.cuda(), y.cuda(), [t.cuda() for t in w], **kwargs)
+    assert gpu.weights[0].device.type == "cuda"
+    assert _close(gpu.history["train_mse"].cpu(), cpu.history["train_mse"], 1e-9)
+    for got, want in zip(gpu.weights, cpu.weights, strict=True):
+        assert _close(got.cpu(), want, 1e-9)

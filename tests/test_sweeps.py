@@ -1,0 +1,127 @@
+"""Studies from the shell: the MLflow hierarchy, Optuna, failures, parallel jobs."""
+
+import re
+import shlex
+
+import optuna
+import pytest
+
+from admmlab.paths import sweeps_dir
+from conftest import runs_of
+
+EPOCHS = 6  # enough for lr=1e9 to overflow float64 on this tiny problem
+TINY = ("dataset=square", "model.width=6", f"solver.epochs={EPOCHS}", "dataset.n_train=200")
+
+
+def test_grid_gives_one_study_run_with_one_setting_per_point(cli, client):
+    done = cli("-m", "solver=admm", "dataset=square", "model.width=10", "solver.epochs=3",
+               "model.depth=1,2", "solver.lam=1e-6,1e-4")
+    assert done.returncode == 0, done.stderr
+    (study,) = runs_of(client, "study")
+    settings = runs_of(client, "setting")
+    assert len(settings) == 4
+    assert {s.data.tags["mlflow.parentRunId"] for s in settings} == {study.info.run_id}
+    points = {(s.data.params["model.depth"], s.data.params["solver.lam"]) for s in settings}
+    assert points == {("1", "1e-06"), ("1", "0.0001"), ("2", "1e-06"), ("2", "0.0001")}
+    assert study.info.status == "FINISHED"
+    best = min(s.data.metrics["objective"] for s in settings)
+    assert study.data.metrics["best_objective"] == best
+    assert "sweep.yaml" in {a.path for a in client.list_artifacts(study.info.run_id)}
+
+
+def test_optuna_study_continues_across_invocations(cli, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for n in (3, 2):
+        done = cli("-m", "hydra/sweeper=optuna", f"hydra.sweeper.n_trials={n}",
+                   f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=s",
+                   "solver.lam=tag(log, interval(1e-8, 1e-2))", "solver=admm",
+                   "dataset=square", "model.width=10", "solver.epochs=3")
+        assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="s", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 5
+    assert all(1e-8 <= t.params["solver.lam"] <= 1e-2 for t in study.trials)
+
+
+def test_failed_setting_is_recorded_and_the_sweep_goes_on(cli, client):
+    done = cli("-m", "solver=sgd", "activation=relu", "solver.lr=1e9,0.01", *TINY)
+    assert done.returncode == 0, done.stderr
+    settings = {s.data.params["solver.lr"]: s for s in runs_of(client, "setting")}
+    assert settings["1000000000.0"].info.status == "FAILED"
+    assert "non-finite" in settings["1000000000.0"].data.tags["failure_reason"]
+    assert settings["0.01"].info.status == "FINISHED"
+    (study,) = runs_of(client, "study")
+    assert study.info.status == "FINISHED"
+
+
+def test_failure_rate_limit_stops_the_sweep_with_one_line(cli, client):
+    done = cli("-m", "solver=sgd", "activation=relu", "solver.lr=1e9,1e10,0.01",
+               "max_failure_rate=0.4", *TINY)
+    assert done.returncode != 0
+    assert re.search(r"sweep stopped: \d of \d settings failed", done.stderr)
+    assert len(runs_of(client, "setting")) == 1  # the third setting never ran
+
+
+def test_optuna_failed_trials_are_fail_and_the_grid_sampler_works(cli, tmp_path):
+    storage = tmp_path / "journal.log"
+    done = cli("-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
+               "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={storage}",
+               "hydra.sweeper.study_name=g", "solver.lr=choice(0.01, 1e9)", "solver=sgd",
+               "activation=relu", *TINY)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(
+        study_name="g",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(storage))),
+    )
+    by_lr = {t.params["solver.lr"]: t.state.name for t in study.trials}
+    assert by_lr == {0.01: "COMPLETE", 1e9: "FAIL"}
+
+
+def test_nsga2_optimises_error_and_run_time_together(cli, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'mo.db'}"
+    done = cli("-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=nsgaii",
+               "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={storage}",
+               "hydra.sweeper.study_name=mo", "hydra.sweeper.direction=[minimize,minimize]",
+               "objective=[best_train_mse,run_time_s]", "model.depth=range(1,3)",
+               "solver=admm", *TINY)
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="mo", storage=storage)
+    assert [len(t.values) for t in study.trials] == [2, 2]
+
+
+def test_parallel_jobs_lose_nothing(cli, client):
+    done = cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "solver=sgd",
+               "activation=relu", "model.depth=1,2", "solver.lr=0.01,0.05", *TINY)
+    assert done.returncode == 0, done.stderr
+    assert "database is locked" not in done.stderr + done.stdout
+    (study,) = runs_of(client, "study")
+    settings = runs_of(client, "setting")
+    assert len(settings) == 4
+    for s in settings:
+        assert s.info.status == "FINISHED"
+        assert s.data.tags["mlflow.parentRunId"] == study.info.run_id
+        assert len(client.get_metric_history(s.info.run_id, "train_mse")) == EPOCHS
+
+
+def small_budget(path) -> list[str]:
+    """The command documented under '# Small budget:' in a sweep file."""
+    lines = path.read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("# Small budget"))
+    command = shlex.split(lines[i + 1].lstrip("# ").strip())
+    assert command[:2] == ["admmlab-train", "-m"], path.name
+    return command[1:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", sorted(sweeps_dir().glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_sweep_runs_at_its_small_budget(cli, client, path, tmp_path):
+    args = small_budget(path)
+    if any("sweeper=optuna" in line for line in path.read_text().splitlines()):
+        args.append(f"hydra.sweeper.storage={tmp_path / 'journal.log'}")
+    done = cli(*args, "dataset.n_train=300")
+    assert done.returncode == 0, done.stderr[-3000:]
+    settings = runs_of(client, "setting")
+    assert settings and all(s.info.status == "FINISHED" for s in settings)
+    (study,) = runs_of(client, "study")
+    assert study.data.tags["admmlab.study"]

@@ -1,0 +1,101 @@
+"""End to end from the shell: what a run records, and what a bad run leaves."""
+
+import math
+import statistics
+
+import pytest
+import torch
+
+from admmlab.train import run
+from conftest import runs_of
+
+ARTIFACTS = {"config.yaml", "history.csv", "learning_curve.png", "weights.pt"}
+
+
+def test_single_run_records_params_metrics_and_artifacts(cli, client):
+    done = cli("solver=adam", "activation=relu", "init=msra", "dataset=square",
+               "model.depth=3", "model.width=50", "solver.epochs=30")
+    assert done.returncode == 0, done.stderr
+    assert "[admmlab] solver=adam" in done.stdout
+    (r,) = runs_of(client)
+    assert r.info.status == "FINISHED"
+    assert r.data.params["model.depth"] == "3" and r.data.params["solver.lr"] == "0.001"
+    assert r.data.tags["solver"] == "adam" and r.data.tags["init"] == "msra"
+    assert r.data.tags["competitor"] == "Adam (ReLU)"
+    assert {"git_commit", "git_dirty", "command", "version.torch"} <= set(r.data.tags)
+    history = client.get_metric_history(r.info.run_id, "train_mse")
+    assert sorted(m.step for m in history) == list(range(1, 31))
+    for name in ("final_train_mse", "best_train_mse", "final_test_mse", "objective"):
+        assert math.isfinite(r.data.metrics[name])
+    assert r.data.metrics["best_train_mse"] == min(m.value for m in history)
+    assert r.data.metrics["objective"] == r.data.metrics["best_train_mse"]
+    assert {a.path for a in client.list_artifacts(r.info.run_id)} == ARTIFACTS
+    for i in range(1, 5):
+        assert len(client.get_metric_history(r.info.run_id, f"grad_norm/layer_{i}")) == 30
+
+
+def test_trials_are_child_runs_and_the_parent_holds_mean_and_std(cli, client):
+    done = cli("solver=sgd", "activation=relu", "model.depth=1", "model.width=8",
+               "solver.epochs=4", "trials=3", "seed=10")
+    assert done.returncode == 0, done.stderr
+    (parent,) = runs_of(client, "setting")
+    children = runs_of(client, "trial")
+    assert sorted(c.data.tags["seed"] for c in children) == ["10", "11", "12"]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    finals = [c.data.metrics["final_train_mse"] for c in children]
+    assert parent.data.metrics["final_train_mse"] == pytest.approx(statistics.mean(finals))
+    assert parent.data.metrics["final_train_mse_std"] == pytest.approx(statistics.stdev(finals))
+    for c in children:
+        assert c.info.status == "FINISHED"
+        assert len(client.get_metric_history(c.info.run_id, "train_mse")) == 4
+
+
+def test_multirun_over_six_init_schemes_records_six_runs(cli, client):
+    schemes = "lecun_uniform,lecun_gauss,orth_uniform,orth_gauss,xavier,msra"
+    done = cli("-m", "solver=sgd", "activation=sigmoid", "dataset=square", f"init={schemes}",
+               "solver.epochs=2", "model.width=8", "dataset.n_train=200")
+    assert done.returncode == 0, done.stderr
+    settings = runs_of(client, "setting")
+    assert sorted(r.data.tags["init"] for r in settings) == sorted(schemes.split(","))
+    assert all(r.info.status == "FINISHED" for r in settings)
+
+
+def test_bad_value_stops_before_any_work_with_one_line(cli, client):
+    done = cli("solver=sgd", "model.width=-3")
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "model.width" in lines[0] and "-3" in lines[0]
+    assert runs_of(client) == []
+
+
+def test_diverging_run_ends_failed_with_reason_and_history(cli, client):
+    done = cli("solver=sgd", "activation=relu", "dataset=square", "solver.lr=1e8",
+               "solver.epochs=20", "model.width=20")
+    assert done.returncode != 0
+    assert "non-finite" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    (r,) = runs_of(client)
+    assert r.info.status == "FAILED"
+    reason = r.data.tags["failure_reason"]
+    assert "non-finite at epoch" in reason and "trial" in reason
+    epoch = int(reason.split("at epoch ")[1].split()[0])
+    assert len(client.get_metric_history(r.info.run_id, "train_mse")) == epoch
+    assert "history.csv" in {a.path for a in client.list_artifacts(r.info.run_id)}
+
+
+def test_same_config_and_seed_give_identical_metrics(make_cfg):
+    overrides = ("solver=sgdm", "activation=relu", "model.width=8", "solver.epochs=3",
+                 "trials=2", "tracking.enabled=false")
+    def metrics(outcome):
+        return {k: v for k, v in outcome.summary.items() if k != "run_time_s"}
+
+    a, b = run(make_cfg(*overrides)), run(make_cfg(*overrides))
+    assert metrics(a) == metrics(b)
+    assert metrics(run(make_cfg(*overrides, "seed=1"))) != metrics(a)
+
+
+def test_library_run_returns_the_objective(make_cfg):
+    out = run(make_cfg("solver=admm", "model.width=8", "solver.epochs=3",
+                       "tracking.enabled=false", "dataset=radial_smooth"))
+    assert out.objective_name == "test_mse"
+    assert out.objective == pytest.approx(out.summary["final_test_mse"][0])
+    assert torch.isfinite(torch.tensor(out.objective))
