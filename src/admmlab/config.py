@@ -8,11 +8,15 @@ these dataclasses (types) and checks every range (values). A bad value raises
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from admmlab.data import DATASETS
 from admmlab.nets import ACTIVATIONS, INIT_SCHEMES
+from admmlab.paths import conf_dir
 
 SOLVERS = ("admm", "sgd", "sgdm", "adam")
 DEVICES = ("cpu", "cuda", "auto")
@@ -182,3 +186,31 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
         raise ConfigError(_one_line(err)) from None
     check_ranges(typed)
     return typed
+
+
+GROUPS = ("solver", "activation", "init", "dataset", "experiment", "sweep")
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: the YAML files in ``conf/<group>/``."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def check_group_options(arguments: list[str]) -> None:
+    """Refuse ``solver=foo`` (or ``init=a,foo``) with one line, before Hydra composes."""
+    try:
+        overrides = OverridesParser.create().parse_overrides(
+            [a for a in arguments if "=" in a and not a.startswith("-")]
+        )
+    except HydraException:
+        return  # a syntax error: Hydra itself reports it
+    for override in overrides:
+        group = override.key_or_group
+        if group not in GROUPS or override.is_delete():
+            continue
+        value = override.value()
+        values = value.list if isinstance(value, ChoiceSweep) else [value]
+        options = group_options(group)
+        for v in values:
+            if isinstance(v, str) and v not in options and v != "null":
+                raise ConfigError(f"{group}={v} is not an option; choose one of {', '.join(options)}")

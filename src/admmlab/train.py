@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from admmlab import runinfo
-from admmlab.config import ConfigError, RunConfig, validate
+from admmlab.config import ConfigError, RunConfig, check_group_options, validate
 from admmlab.data import DataError, Dataset, load_dataset
 from admmlab.data.base import stack_trials
 from admmlab.nets import init_weights
@@ -122,29 +122,51 @@ def summarise(result: FitResult) -> dict[str, list[float]]:
 
 def objective_value(name: str, summary: dict[str, list[float]]) -> float:
     """Mean over trials of the objective (finals are stored as ``final_<metric>``)."""
-    key = name if name in summary else f"final_{name}"
-    if key not in summary:
-        raise ConfigError(f"objective must be a recorded metric, got {name!r}")
-    values = summary[key]
+    values = summary[name if name in summary else f"final_{name}"]
     return sum(values) / len(values)
 
 
+def check_objectives(names: list[str], data: Dataset) -> None:
+    """Refuse, before training, an objective that the run will not record."""
+    splits = ["train", "test"] + (["val"] if data.x_val is not None else [])
+    kinds = ["mse", "acc"] if data.classification else ["mse"]
+    known = {"best_train_mse", "run_time_s"}
+    for split in splits:
+        for kind in kinds:
+            known |= {f"{split}_{kind}", f"final_{split}_{kind}", f"best_{split}_{kind}"}
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"objective must be one of {', '.join(sorted(known))}, got {name!r}")
+
+
 def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
-    """Train one setting described by the composed ``cfg``; track it unless disabled."""
+    """Train one setting described by the composed ``cfg``; track it unless disabled.
+
+    Everything that can be refused (values, device, store, data files,
+    objective) is checked before an MLflow run is opened or training starts.
+    """
     typed = validate(cfg)
     device = resolve_device(typed.device)
+    store = None
+    if typed.tracking.enabled:
+        experiment = (os.environ.get(EXPERIMENT_ENV) or typed.tracking.experiment
+                      or typed.dataset.name)
+        store = Store(experiment, typed.tracking.uri)
     seeds = [typed.seed + k for k in range(typed.trials)]
     data = load_trials(typed, seeds, device)
     weights = initial_weights(typed, data, seeds)
     objectives = objective_names(typed, data)
-    if not typed.tracking.enabled:
+    check_objectives(objectives, data)
+
+    def train(callback=None) -> tuple[FitResult, dict[str, list[float]], dict[str, float]]:
         result = run_solver(typed.solver, data, weights, activation=typed.activation.name,
-                            seeds=seeds)
+                            seeds=seeds, callback=callback)
         summary = summarise(result)
-        return Outcome({n: objective_value(n, summary) for n in objectives}, summary, None)
-    experiment = (os.environ.get(EXPERIMENT_ENV) or typed.tracking.experiment
-                  or typed.dataset.name)
-    store = Store(experiment, typed.tracking.uri)
+        return result, summary, {n: objective_value(n, summary) for n in objectives}
+
+    if store is None:
+        _, summary, values = train()
+        return Outcome(values, summary, None)
     container = OmegaConf.to_container(cfg, resolve=True)
     tags = runinfo.tags(typed, study=os.environ.get(STUDY_NAME_ENV))
     tags["overrides"] = " ".join(job_overrides())
@@ -163,18 +185,15 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
             tracked.log_epoch(epoch, dict(zip(metrics, values, strict=True)))
 
         try:
-            result = run_solver(typed.solver, data, weights, activation=typed.activation.name,
-                                seeds=seeds, callback=log_epoch)
+            result, summary, values = train(log_epoch)
         except NonFiniteError as err:
             if err.partial is not None:
                 _log_artifacts(store, tracked.run_id, container, err.partial, seeds)
             raise
-        summary = summarise(result)
         tracked.log_summary(summary)
         _log_artifacts(store, tracked.run_id, container, result, seeds,
                        typed.tracking.log_weights)
-        outcome = Outcome({n: objective_value(n, summary) for n in objectives}, summary,
-                          tracked.run_id)
+        outcome = Outcome(values, summary, tracked.run_id)
         store.log_final(tracked.run_id, {"objective": outcome.objective})
         store.set_tags(tracked.run_id, {"objective_name": outcome.objective_name})
     return outcome
@@ -244,9 +263,20 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def main() -> None:
-    """Console script ``admmlab-train``: SIGTERM ends a run KILLED, like Ctrl-C."""
+    """Console script ``admmlab-train``.
+
+    Unknown config-group options are refused in one line before Hydra starts;
+    SIGTERM ends a run KILLED, like Ctrl-C, with everything logged so far kept.
+    """
+    try:
+        check_group_options(sys.argv[1:])
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    hydra_entry()
+    try:
+        hydra_entry()
+    except KeyboardInterrupt:
+        sys.exit("error: interrupted; the run was recorded as KILLED")
 
 
 if __name__ == "__main__":
