@@ -133,7 +133,9 @@ def check_objectives(names: list[str], data: Dataset) -> None:
     known = {"best_train_mse", "run_time_s"}
     for split in splits:
         for kind in kinds:
-            known |= {f"{split}_{kind}", f"final_{split}_{kind}", f"best_{split}_{kind}"}
+            known |= {f"{split}_{kind}", f"final_{split}_{kind}"}
+        if data.classification:
+            known.add(f"best_{split}_acc")
     for name in names:
         if name not in known:
             raise ConfigError(f"objective must be one of {', '.join(sorted(known))}, got {name!r}")

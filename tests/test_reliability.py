@@ -1,0 +1,135 @@
+"""Bad input refused in one line; interrupts and divergence recorded; nothing lost."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from admmlab.config import ConfigError, validate
+from conftest import runs_of
+
+BAD_INPUT = [
+    (["model.depth=0"], "model.depth"),
+    (["model.width=-3"], "model.width"),
+    (["solver.epochs=0"], "solver.epochs"),
+    (["solver.batch_size=0"], "solver.batch_size"),
+    (["trials=0"], "trials"),
+    (["solver.batch_size=5000"], "solver.batch_size"),
+    (["solver=admm", "solver.lam=-1e-6"], "solver.lam"),
+    (["solver=admm", "solver.beta=0"], "solver.beta"),
+    (["solver=admm", "solver.beta=[1,-1,1]"], "solver.beta"),
+    (["solver=admm", "solver.beta=[1,1]"], "solver.beta"),
+    (["solver.lr=0"], "solver.lr"),
+    (["dataset=radial_smooth", "dataset.noise_std=-0.1"], "dataset.noise_std"),
+    (["solver=newton"], "solver"),
+    (["activation=gelu"], "activation"),
+    (["init=he"], "init"),
+    (["dataset=mnist"], "dataset"),
+    (["dtype=float16"], "dtype"),
+    (["solver=admm", "activation=relu"], "activation"),
+    (["objective=accuracy"], "objective"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key"), BAD_INPUT, ids=lambda v: str(v))
+def test_bad_input_is_one_line_and_leaves_no_running_run(cli, client, overrides, key):
+    done = cli(*overrides, "solver.epochs=2" if "epochs" not in key else "model.width=4")
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert key in lines[0]
+    assert all(r.info.status != "RUNNING" for r in runs_of(client))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_is_refused_and_auto_falls_back(cli, client):
+    done = cli("device=cuda")
+    assert done.returncode != 0 and "device" in done.stderr
+    done = cli("device=auto", "solver.epochs=2", "model.width=4")
+    assert done.returncode == 0 and "running on the CPU" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("uri", "words"),
+    [("http://127.0.0.1:9", "cannot be reached"), ("sqlite:////dev/null/x/mlflow.db", "cannot")],
+)
+def test_unusable_store_fails_fast_naming_the_uri(cli, monkeypatch, uri, words):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    env = {**os.environ}
+    done = subprocess.run([sys.executable, "-m", "admmlab.train", "solver.epochs=2"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    (line,) = done.stderr.strip().splitlines()
+    assert uri in line and words in line
+
+
+def random_value():
+    return st.one_of(st.integers(-5, 5000), st.floats(allow_nan=True), st.text(max_size=6),
+                     st.booleans(), st.none(), st.lists(st.floats(-2, 2), max_size=4))
+
+
+CONFIG_KEYS = {
+    "model": ["depth", "width"], "solver": ["name", "lam", "beta", "lr", "epochs", "batch_size",
+                                            "momentum", "lr_gamma"],
+    "dataset": ["name", "noise_std", "n_train", "val_fraction"], "init": ["name", "scale"],
+    "activation": ["name"], "": ["seed", "trials", "device", "dtype", "bogus"],
+}
+
+
+@st.composite
+def random_config(draw):
+    cfg: dict = {}
+    for section, keys in CONFIG_KEYS.items():
+        for key in draw(st.lists(st.sampled_from(keys), max_size=3, unique=True)):
+            target = cfg.setdefault(section, {}) if section else cfg
+            target[key] = draw(random_value())
+    return cfg
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_config())
+def test_validation_accepts_or_raises_config_error_only(cfg):
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        assert "\n" not in str(err)
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError("timed out")
+
+
+def test_sigterm_ends_the_run_killed_with_its_partial_history(tmp_path, store_uri, client):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "admmlab.train", "solver=sgd", "activation=relu",
+         "solver.epochs=100000", "model.width=8", "tracking.flush_every=5"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def some_epochs_logged() -> bool:
+        runs = runs_of(client) if (tmp_path / "store" / "mlflow.db").exists() else []
+        return bool(runs) and len(client.get_metric_history(runs[0].info.run_id,
+                                                            "train_mse")) >= 10
+
+    try:
+        wait_for(some_epochs_logged)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "KILLED" in err
+    (r,) = runs_of(client)
+    assert r.info.status == "KILLED"
+    steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "train_mse"))
+    assert len(steps) >= 10 and steps == list(range(1, len(steps) + 1))
