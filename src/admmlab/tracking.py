@@ -6,6 +6,7 @@ A *study run* (one per sweep) is the parent of its setting runs. Parents are
 passed by id, so the hierarchy holds across processes.
 """
 
+import fcntl
 import math
 import os
 import tempfile
@@ -72,14 +73,34 @@ def check_store(uri: str) -> None:
             raise TrackingError(f"tracking store {uri} is not writable (folder {folder})")
 
 
+@contextmanager
+def _schema_lock(uri: str) -> Iterator[None]:
+    """Serialise the first use of a SQLite store across processes.
+
+    MLflow creates and migrates the schema on first use; two workers doing so
+    at once on a fresh file collide ("table … already exists").
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri.removeprefix("sqlite:///")).with_suffix(".lock")
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Store:
     """A tracking store and one experiment in it."""
 
     def __init__(self, experiment: str, uri: str | None = None):
         self.uri = uri or default_uri()
         check_store(self.uri)
-        self.client = MlflowClient(self.uri)
-        self.experiment_id = self._experiment(experiment)
+        with _schema_lock(self.uri):
+            self.client = MlflowClient(self.uri)
+            self.experiment_id = self._experiment(experiment)
 
     def _experiment(self, name: str) -> str:
         found = _retry(self.client.get_experiment_by_name, name)
