@@ -59,13 +59,15 @@ def make_study(uri: str, name: str, settings: list[list[str]], mp: pytest.Monkey
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
-    """A store with the main study (5 settings × 2 trials, one diverging) and a one-run study."""
+    """A store with the main study (5 settings × 2 trials, one diverging), a one-setting
+    study and an empty one."""
     folder = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         ids = {
             "main": make_study(uri, "main", MAIN_STUDY, mp),
             "lonely": make_study(uri, "lonely", [[*ADMM, "model.depth=1"]], mp),
+            "empty": make_study(uri, "empty", [], mp),
         }
         mp.setenv("ADMMLAB_REPORT_DIR", str(folder / "reports"))
         report = write_report("main", uri=uri)
@@ -163,7 +165,8 @@ def test_the_diverged_run_is_counted_not_dropped(store):
 
 def test_rerunning_gives_identical_tables(store, tmp_path: Path):
     again = write_report(store["ids"]["main"], uri=store["uri"], out=tmp_path, log=False)
-    for name in ("best_per_competitor.csv", "settings.csv", "failures.csv"):
+    stems = ("best_per_competitor", "settings", "failures")
+    for name in [f"{t}.{ext}" for t in stems for ext in ("csv", "md")] + ["index.md"]:
         assert (again / name).read_bytes() == (store["report"] / name).read_bytes(), name
 
 
@@ -181,6 +184,14 @@ def test_a_study_with_nothing_to_compare_says_so(store, tmp_path: Path):
     assert "*Nothing to show: no trial failed or diverged.*" in index
     assert png_size(folder / "admm_convergence.png")[0] > 300
     assert not (folder / "error_vs_depth.png").exists()
+
+
+def test_an_empty_study_reports_nothing_without_failing(store, tmp_path: Path):
+    folder = write_report("empty", uri=store["uri"], out=tmp_path, log=False)
+    index = (folder / "index.md").read_text()
+    assert index.count("*Not drawn: the study has no setting runs.*") == 7
+    assert "*Nothing to show: the study has no setting runs.*" in index
+    assert not list(folder.glob("*.png"))
 
 
 def test_cli_writes_the_report_and_rejects_unknown_studies(store, tmp_path, capsys):

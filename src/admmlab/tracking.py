@@ -9,6 +9,7 @@ passed by id, so the hierarchy holds across processes.
 import fcntl
 import math
 import os
+import statistics
 import tempfile
 import time
 import urllib.error
@@ -197,11 +198,11 @@ class SettingRun:
         aggregated = {}
         for name, values in summary.items():
             vals = [float(v) for v in values]
-            mean = sum(vals) / len(vals)
-            aggregated[name] = mean
+            finite = all(math.isfinite(v) for v in vals)
+            # statistics works in exact arithmetic: huge finite values do not overflow
+            aggregated[name] = statistics.mean(vals) if finite else math.nan
             if len(vals) > 1:
-                var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)
-                aggregated[f"{name}_std"] = math.sqrt(var)
+                aggregated[f"{name}_std"] = statistics.stdev(vals) if finite else math.nan
         self.store.log_final(self.run_id, aggregated)
 
     def end(self, status: str, reason: str | None = None) -> None:

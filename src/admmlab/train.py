@@ -190,7 +190,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
             result, summary, values = train(log_epoch)
         except NonFiniteError as err:
             if err.partial is not None:
-                _log_artifacts(store, tracked.run_id, container, err.partial, seeds)
+                _log_partial_artifacts(store, tracked.run_id, container, err.partial, seeds)
             raise
         tracked.log_summary(summary)
         _log_artifacts(store, tracked.run_id, container, result, seeds,
@@ -213,6 +213,14 @@ def _log_artifacts(store, run_id, container, result: FitResult, seeds, weights=T
         if weights:
             torch.save([w.cpu() for w in result.weights], folder / "weights.pt")
         store.log_artifacts(run_id, folder)
+
+
+def _log_partial_artifacts(store, run_id, container, partial: FitResult, seeds) -> None:
+    """Keep a diverged run's history as artifacts, never hiding why it diverged."""
+    try:
+        _log_artifacts(store, run_id, container, partial, seeds)
+    except Exception as err:
+        print(f"warning: could not write the diverged run's artifacts: {err}", file=sys.stderr)
 
 
 def _print_summary(cfg: DictConfig, outcome: Outcome, seconds: float) -> None:

@@ -7,10 +7,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
 
 
 def history_frame(history: Mapping[str, torch.Tensor], seeds: Sequence[int]) -> pd.DataFrame:
@@ -34,6 +35,8 @@ def learning_curve(frame: pd.DataFrame, path: Path) -> None:
     metrics = [m for m in ("train_mse", "val_mse", "test_mse") if m in frame]
     long = frame.melt(id_vars=["epoch", "trial"], value_vars=metrics, var_name="metric",
                       value_name="mse")
+    # A diverged run's values would push the log axis past the float range: leave them out.
+    long["mse"] = long["mse"].where(np.isfinite(long["mse"]) & (long["mse"] < 1e100))
     with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
         sns.lineplot(long, x="epoch", y="mse", hue="metric", units="trial", estimator=None,

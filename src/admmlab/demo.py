@@ -1,0 +1,177 @@
+"""``python -m admmlab.demo``: the README's main job, small enough for a laptop.
+
+A study on the square task: ADMM on sigmoid nets against the four SGD-type
+competitors over a few depths, 3 trials per setting, plus a 2 × 2
+initialisation comparison, all tracked in MLflow; then the study's report.
+``MLFLOW_TRACKING_URI`` and ``ADMMLAB_REPORT_DIR`` redirect the store and the report.
+"""
+
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from hydra import compose, initialize_config_dir
+
+from admmlab import tracking
+from admmlab.paths import conf_dir, mlruns_dir
+from admmlab.report.build import write_report
+from admmlab.sweeping import STUDY_NAME_ENV
+from admmlab.train import Outcome, run
+
+STUDY = "demo"
+EXPERIMENT = "demo"
+TRIALS = 3
+WIDTH = 30
+N_TRAIN = 500
+EPOCHS = {"admm": 30, "sgd": 150, "sgdm": 150, "adam": 150}
+COMMON = [
+    "dataset=square",
+    f"dataset.n_train={N_TRAIN}",
+    f"dataset.n_test={N_TRAIN}",
+    f"model.width={WIDTH}",
+    f"trials={TRIALS}",
+    "tracking.log_weights=false",
+    f"tracking.experiment={EXPERIMENT}",
+]
+# label → (solver, activation, depths): sigmoid nets are shallow in the paper, ReLU nets deep.
+COMPETITORS = {
+    "ADMM (sigmoid)": ("admm", "sigmoid", (1, 2, 3)),
+    "SGD (sigmoid)": ("sgd", "sigmoid", (1, 2, 3)),
+    "SGD (ReLU)": ("sgd", "relu", (2, 4, 6)),
+    "SGDM (ReLU)": ("sgdm", "relu", (2, 4, 6)),
+    "Adam (ReLU)": ("adam", "relu", (2, 4, 6)),
+}
+# The 2 × 2 initialisation comparison: these competitors at depth 2 under each scheme.
+INIT_SCHEMES = ("msra", "xavier")
+INIT_COMPETITORS = ("ADMM (sigmoid)", "Adam (ReLU)")
+INIT_DEPTH = 2
+
+
+@dataclass(frozen=True)
+class Setting:
+    competitor: str
+    depth: int
+    init: str = "msra"
+
+    def overrides(self) -> list[str]:
+        solver, activation, _ = COMPETITORS[self.competitor]
+        return [
+            *COMMON,
+            f"solver={solver}",
+            f"activation={activation}",
+            f"init={self.init}",
+            f"model.depth={self.depth}",
+            f"solver.epochs={EPOCHS[solver]}",
+        ]
+
+
+def settings() -> list[Setting]:
+    """Every competitor at its depths, then the init schemes not already covered."""
+    grid = [Setting(c, d) for c, (_, _, depths) in COMPETITORS.items() for d in depths]
+    extra = [Setting(c, INIT_DEPTH, i) for c in INIT_COMPETITORS for i in INIT_SCHEMES]
+    return grid + [s for s in extra if s not in grid]
+
+
+def definition() -> dict[str, object]:
+    """The study's params: enough to say what was swept."""
+    return {
+        "task": "square",
+        "competitors": ", ".join(COMPETITORS),
+        # MLflow param names allow no parentheses: key by solver-activation.
+        **{f"depths.{s}-{a}": list(d) for s, a, d in COMPETITORS.values()},
+        "init_comparison": f"{list(INIT_SCHEMES)} x {list(INIT_COMPETITORS)} at depth {INIT_DEPTH}",
+        "width": WIDTH,
+        "trials": TRIALS,
+        "n_train": N_TRAIN,
+        **{f"epochs.{s}": e for s, e in EPOCHS.items()},
+    }
+
+
+@contextmanager
+def study_env(name: str) -> Iterator[None]:
+    """Tag every setting run with the study's name, as a sweep would."""
+    before = os.environ.get(STUDY_NAME_ENV)
+    os.environ[STUDY_NAME_ENV] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(STUDY_NAME_ENV, None)
+        else:
+            os.environ[STUDY_NAME_ENV] = before
+
+
+def run_setting(setting: Setting, study_id: str) -> tuple[Outcome | None, str]:
+    """Train one setting; returns its outcome (None if it failed) and a one-line result.
+
+    A failure is not fatal: ``train.run`` has recorded the run FAILED, with its reason.
+    """
+    cfg = compose(config_name="config", overrides=setting.overrides())
+    try:
+        outcome = run(cfg, parent=study_id)
+    except Exception as err:
+        return None, f"FAILED ({type(err).__name__}: {err})"
+    return outcome, f"{outcome.objective_name} {outcome.objective:.2e}"
+
+
+def run_study(store: tracking.Store) -> str:
+    """Run every setting under one study run; returns the study run's id."""
+    study_id = tracking.start_study(store, STUDY, definition())
+    todo = settings()
+    best: dict[str, object] = {"objective": math.inf}
+    with study_env(STUDY), initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        for i, setting in enumerate(todo, start=1):
+            start = time.perf_counter()
+            outcome, result = run_setting(setting, study_id)
+            print(
+                f"[demo] {i:2d}/{len(todo)} {setting.competitor:15s} depth {setting.depth} "
+                f"init {setting.init:7s} {result} ({time.perf_counter() - start:.1f} s)",
+                flush=True,
+            )
+            if outcome and outcome.objective < float(best["objective"]):  # NaN never wins
+                best = {
+                    "objective": outcome.objective,
+                    "competitor": setting.competitor,
+                    "depth": setting.depth,
+                    "init": setting.init,
+                }
+    tracking.end_study(
+        store, study_id, best=best if math.isfinite(float(best["objective"])) else None
+    )
+    return study_id
+
+
+def main() -> None:
+    uri = tracking.default_uri()
+    start = time.perf_counter()
+    print(
+        f"[demo] study {STUDY!r}: {len(settings())} settings x {TRIALS} trials, tracking to {uri}",
+        flush=True,
+    )
+    try:
+        store = tracking.Store(EXPERIMENT, uri)
+    except tracking.TrackingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    study_id = run_study(store)
+    folder = write_report(study_id, uri=uri)
+    print(f"[demo] done in {time.perf_counter() - start:.0f} s")
+    print(
+        f"[demo] report: {folder / 'index.md'} (also on the study run in MLflow, "
+        f"under artifacts/report)"
+    )
+    if uri == f"sqlite:///{mlruns_dir() / 'mlflow.db'}":
+        print("[demo] browse the runs: make ui, then open http://127.0.0.1:5000")
+    else:
+        print(
+            f"[demo] browse the runs: mlflow ui --backend-store-uri {uri} "
+            "(make ui opens the project's default store)"
+        )
+
+
+if __name__ == "__main__":
+    main()

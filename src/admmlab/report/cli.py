@@ -1,0 +1,48 @@
+"""``admmlab-report <study name or run id> [--out DIR] [--tracking-uri URI]``."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from admmlab.report.build import REPORT_DIR_ENV, write_report
+from admmlab.report.store import StudyNotFound
+from admmlab.tracking import TrackingError, default_uri
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="admmlab-report",
+        description="Draw a study's figures and tables from MLflow and log them on its study "
+        "run (artifact path report/).",
+    )
+    p.add_argument("study", help="study name (its latest study run) or a study run id")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output folder (default: reports/<study>/ in the project, or under "
+        f"${REPORT_DIR_ENV})",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the "
+        "project's mlruns/mlflow.db)",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    uri = args.tracking_uri or default_uri()
+    try:
+        folder = write_report(args.study, uri=uri, out=args.out)
+    except (StudyNotFound, TrackingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print(f"report: {folder / 'index.md'}")
+
+
+if __name__ == "__main__":
+    main()
