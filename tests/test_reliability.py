@@ -133,3 +133,38 @@ def test_sigterm_ends_the_run_killed_with_its_partial_history(tmp_path, store_ur
     assert r.info.status == "KILLED"
     steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "train_mse"))
     assert len(steps) >= 10 and steps == list(range(1, len(steps) + 1))
+
+
+def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_uri):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    args = [sys.executable, "-m", "admmlab.train", "-m", "hydra/sweeper=optuna",
+            f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=cut",
+            "solver=sgd", "activation=relu", "model.width=8", "dataset.n_train=200",
+            "solver.lr=tag(log, interval(1e-3, 1e-2))"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri}
+    proc = subprocess.Popen([*args, "hydra.sweeper.n_trials=50", "solver.epochs=300"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+    def trials(state: str) -> int:
+        try:
+            study = optuna.load_study(study_name="cut", storage=storage)
+        except KeyError:
+            return 0
+        return sum(t.state.name == state for t in study.trials)
+
+    try:
+        wait_for(lambda: trials("COMPLETE") >= 2 and trials("RUNNING") == 1)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    complete = trials("COMPLETE")
+    assert trials("FAIL") == 1 and trials("RUNNING") == 0
+    again = subprocess.run([*args, "hydra.sweeper.n_trials=1", "solver.epochs=3"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert trials("COMPLETE") == complete + 1 and trials("FAIL") == 1
