@@ -46,7 +46,11 @@ def cli(tmp_path: Path, store_uri: str) -> Callable[..., subprocess.CompletedPro
         env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri, "PYTHONUNBUFFERED": "1"}
         return subprocess.run(
             [sys.executable, "-m", "admmlab.train", *args],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     return _run

@@ -18,15 +18,23 @@ def test_groups_hold_the_documented_options():
     assert set(options("solver")) >= {"sgd", "sgdm", "adam", "admm"}
     assert set(options("activation")) == {"sigmoid", "tanh", "relu"}
     assert set(options("init")) == {
-        "lecun_uniform", "lecun_gauss", "orth_uniform", "orth_gauss", "xavier", "msra", "zero"
+        "lecun_uniform",
+        "lecun_gauss",
+        "orth_uniform",
+        "orth_gauss",
+        "xavier",
+        "msra",
+        "zero",
     }
-    assert set(options("dataset")) >= {"square", "product_gate", "radial_piecewise",
-                                        "radial_smooth"}
+    assert set(options("dataset")) >= {
+        "square",
+        "product_gate",
+        "radial_piecewise",
+        "radial_smooth",
+    }
 
 
-@pytest.mark.parametrize(
-    ("group", "option"), [(g, o) for g in GROUPS for o in options(g)]
-)
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_validates(make_cfg, group, option):
     overrides = [f"{group}={option}"]
     if group == "solver" and option == "admm":
@@ -81,7 +89,7 @@ def test_admm_refuses_relu(make_cfg):
 
 
 def test_unknown_key_is_refused(make_cfg):
-    with pytest.raises(ConfigError, match="model.height"):
+    with pytest.raises(ConfigError, match=r"model\.height"):
         validate(make_cfg("+model.height=3"))
 
 

@@ -62,23 +62,36 @@ def test_cuda_without_cuda_is_refused_and_auto_falls_back(cli, client):
 def test_unusable_store_fails_fast_naming_the_uri(cli, monkeypatch, uri, words):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     env = {**os.environ}
-    done = subprocess.run([sys.executable, "-m", "admmlab.train", "solver.epochs=2"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "admmlab.train", "solver.epochs=2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     (line,) = done.stderr.strip().splitlines()
     assert uri in line and words in line
 
 
 def random_value():
-    return st.one_of(st.integers(-5, 5000), st.floats(allow_nan=True), st.text(max_size=6),
-                     st.booleans(), st.none(), st.lists(st.floats(-2, 2), max_size=4))
+    return st.one_of(
+        st.integers(-5, 5000),
+        st.floats(allow_nan=True),
+        st.text(max_size=6),
+        st.booleans(),
+        st.none(),
+        st.lists(st.floats(-2, 2), max_size=4),
+    )
 
 
 CONFIG_KEYS = {
-    "model": ["depth", "width"], "solver": ["name", "lam", "beta", "lr", "epochs", "batch_size",
-                                            "momentum", "lr_gamma"],
-    "dataset": ["name", "noise_std", "n_train", "val_fraction"], "init": ["name", "scale"],
-    "activation": ["name"], "": ["seed", "trials", "device", "dtype", "bogus"],
+    "model": ["depth", "width"],
+    "solver": ["name", "lam", "beta", "lr", "epochs", "batch_size", "momentum", "lr_gamma"],
+    "dataset": ["name", "noise_std", "n_train", "val_fraction"],
+    "init": ["name", "scale"],
+    "activation": ["name"],
+    "": ["seed", "trials", "device", "dtype", "bogus"],
 }
 
 
@@ -113,14 +126,26 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
 def test_sigterm_ends_the_run_killed_with_its_partial_history(tmp_path, store_uri, client):
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "admmlab.train", "solver=sgd", "activation=relu",
-         "solver.epochs=100000", "model.width=8", "tracking.flush_every=5"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "admmlab.train",
+            "solver=sgd",
+            "activation=relu",
+            "solver.epochs=100000",
+            "model.width=8",
+            "tracking.flush_every=5",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def some_epochs_logged() -> bool:
         runs = runs_of(client) if (tmp_path / "store" / "mlflow.db").exists() else []
-        return bool(runs) and len(client.get_metric_history(runs[0].info.run_id,
-                                                            "train_mse")) >= 10
+        return bool(runs) and len(client.get_metric_history(runs[0].info.run_id, "train_mse")) >= 10
 
     try:
         wait_for(some_epochs_logged)
@@ -139,14 +164,29 @@ def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_ur
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    args = [sys.executable, "-m", "admmlab.train", "-m", "hydra/sweeper=optuna",
-            f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=cut",
-            "solver=sgd", "activation=relu", "model.width=8", "dataset.n_train=200",
-            "solver.lr=tag(log, interval(1e-3, 1e-2))"]
+    args = [
+        sys.executable,
+        "-m",
+        "admmlab.train",
+        "-m",
+        "hydra/sweeper=optuna",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=cut",
+        "solver=sgd",
+        "activation=relu",
+        "model.width=8",
+        "dataset.n_train=200",
+        "solver.lr=tag(log, interval(1e-3, 1e-2))",
+    ]
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri}
-    proc = subprocess.Popen([*args, "hydra.sweeper.n_trials=50", "solver.epochs=300"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*args, "hydra.sweeper.n_trials=50", "solver.epochs=300"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def trials(state: str) -> int:
         try:
@@ -164,7 +204,13 @@ def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_ur
     assert proc.returncode != 0
     complete = trials("COMPLETE")
     assert trials("FAIL") == 1 and trials("RUNNING") == 0
-    again = subprocess.run([*args, "hydra.sweeper.n_trials=1", "solver.epochs=3"], cwd=tmp_path,
-                           env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [*args, "hydra.sweeper.n_trials=1", "solver.epochs=3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     assert trials("COMPLETE") == complete + 1 and trials("FAIL") == 1

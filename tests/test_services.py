@@ -17,9 +17,15 @@ from mlflow.tracking import MlflowClient
 
 from conftest import runs_of
 
-OPTUNA_TINY = ("solver=admm", "dataset=square", "model.width=6", "solver.epochs=3",
-               "dataset.n_train=200", "solver.lam=tag(log, interval(1e-8, 1e-2))",
-               "hydra.sweeper.study_name=shared")
+OPTUNA_TINY = (
+    "solver=admm",
+    "dataset=square",
+    "model.width=6",
+    "solver.epochs=3",
+    "dataset.n_train=200",
+    "solver.lam=tag(log, interval(1e-8, 1e-2))",
+    "hydra.sweeper.study_name=shared",
+)
 
 
 def free_port() -> int:
@@ -41,13 +47,19 @@ def wait_until(check, timeout: float = 90.0) -> None:
 
 
 def train(args, env, cwd) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "admmlab.train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "admmlab.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(procs: list[subprocess.Popen]) -> None:
     for p in procs:
-        out, err = p.communicate(timeout=600)
+        _out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
 
 
@@ -55,10 +67,26 @@ def finish(procs: list[subprocess.Popen]) -> None:
 def mlflow_server(tmp_path):
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: urllib.request.urlopen(uri + "/health", timeout=2).status == 200)
@@ -71,8 +99,11 @@ def mlflow_server(tmp_path):
 @pytest.mark.slow
 def test_training_against_a_tracking_server(mlflow_server, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
-    p = train(["solver=sgd", "activation=relu", "model.width=6", "solver.epochs=5",
-               "trials=2"], env, tmp_path)
+    p = train(
+        ["solver=sgd", "activation=relu", "model.width=6", "solver.epochs=5", "trials=2"],
+        env,
+        tmp_path,
+    )
     finish([p])
     client = MlflowClient(mlflow_server)
     (setting,) = runs_of(client, "setting")
@@ -89,8 +120,13 @@ def test_training_against_a_tracking_server(mlflow_server, tmp_path):
 
 def two_workers(storage: str, store_uri: str, tmp_path: Path) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri}
-    args = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
-            f"hydra.sweeper.storage={storage}", *OPTUNA_TINY]
+    args = [
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweeper.storage={storage}",
+        *OPTUNA_TINY,
+    ]
     workers = []
     for i in range(2):
         (tmp_path / f"w{i}").mkdir()
@@ -103,7 +139,8 @@ def test_two_optuna_workers_share_a_journal_study(tmp_path, store_uri, client):
     journal = tmp_path / "journal.log"
     two_workers(str(journal), store_uri, tmp_path)
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal)))
+        optuna.storages.journal.JournalFileBackend(str(journal))
+    )
     study = optuna.load_study(study_name="shared", storage=storage)
     assert len(study.trials) == 6
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
@@ -136,8 +173,17 @@ def postgres():
         subprocess.run([*prefix, *cmd], check=True, capture_output=True, timeout=120)
 
     as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(data / "log"), "-w",
-                "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start")
+    as_postgres(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(data / "log"),
+        "-w",
+        "-o",
+        f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+        "start",
+    )
     try:
         as_postgres(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "optuna")
         yield f"postgresql://postgres@127.0.0.1:{port}/optuna"

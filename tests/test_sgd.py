@@ -23,8 +23,19 @@ def setup(seed: int = 0, dims=(1, 20, 20, 1), scheme: str = "msra"):
 )
 def test_training_lowers_the_error(method, activation, lr):
     d, w = setup(scheme="msra" if activation == "relu" else "xavier")
-    r = sgd.fit(d.x_train, d.y_train, w, method=method, lr=lr, epochs=40, batch_size=20,
-                activation=activation, X_test=d.x_test, Y_test=d.y_test, seeds=[0])
+    r = sgd.fit(
+        d.x_train,
+        d.y_train,
+        w,
+        method=method,
+        lr=lr,
+        epochs=40,
+        batch_size=20,
+        activation=activation,
+        X_test=d.x_test,
+        Y_test=d.y_test,
+        seeds=[0],
+    )
     h = r.history
     assert h["train_mse"].shape == (40,)
     assert h["train_mse"][-1] < 0.2 * h["train_mse"][0]
@@ -49,21 +60,38 @@ def test_batched_trials_equal_separate_runs(method):
     x = torch.stack([d.x_train for d, _ in draws])
     y = torch.stack([d.y_train for d, _ in draws])
     ws = [torch.stack(layer) for layer in zip(*(w for _, w in draws), strict=True)]
-    kw = {"method": method, "lr": 1e-2, "epochs": 12, "batch_size": 25, "lam": 1e-4,
-          "activation": "sigmoid", "lr_every": 5}
+    kw = {
+        "method": method,
+        "lr": 1e-2,
+        "epochs": 12,
+        "batch_size": 25,
+        "lam": 1e-4,
+        "activation": "sigmoid",
+        "lr_every": 5,
+    }
     batched = sgd.fit(x, y, ws, seeds=seeds, **kw)
     for k, (d, w) in enumerate(draws):
         alone = sgd.fit(d.x_train, d.y_train, w, seeds=[seeds[k]], **kw)
-        torch.testing.assert_close(batched.history["train_mse"][:, k], alone.history["train_mse"],
-                                   rtol=1e-9, atol=0)
+        torch.testing.assert_close(
+            batched.history["train_mse"][:, k], alone.history["train_mse"], rtol=1e-9, atol=0
+        )
         for wb, wa in zip(batched.weights, alone.weights, strict=True):
             torch.testing.assert_close(wb[k], wa, rtol=1e-9, atol=1e-12)
 
 
 def test_learning_rate_schedule_is_step_exponential():
     d, w = setup()
-    r = sgd.fit(d.x_train, d.y_train, w, method="sgd", lr=0.5, lr_gamma=0.9, lr_every=10,
-                epochs=25, activation="relu")
+    r = sgd.fit(
+        d.x_train,
+        d.y_train,
+        w,
+        method="sgd",
+        lr=0.5,
+        lr_gamma=0.9,
+        lr_every=10,
+        epochs=25,
+        activation="relu",
+    )
     rates = r.history["lr"]
     assert rates[9].item() == 0.5
     assert rates[10].item() == pytest.approx(0.45) and rates[24].item() == pytest.approx(0.405)

@@ -14,8 +14,15 @@ TINY = ("dataset=square", "model.width=6", f"solver.epochs={EPOCHS}", "dataset.n
 
 
 def test_grid_gives_one_study_run_with_one_setting_per_point(cli, client):
-    done = cli("-m", "solver=admm", "dataset=square", "model.width=10", "solver.epochs=3",
-               "model.depth=1,2", "solver.lam=1e-6,1e-4")
+    done = cli(
+        "-m",
+        "solver=admm",
+        "dataset=square",
+        "model.width=10",
+        "solver.epochs=3",
+        "model.depth=1,2",
+        "solver.lam=1e-6,1e-4",
+    )
     assert done.returncode == 0, done.stderr
     (study,) = runs_of(client, "study")
     settings = runs_of(client, "setting")
@@ -32,10 +39,18 @@ def test_grid_gives_one_study_run_with_one_setting_per_point(cli, client):
 def test_optuna_study_continues_across_invocations(cli, tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     for n in (3, 2):
-        done = cli("-m", "hydra/sweeper=optuna", f"hydra.sweeper.n_trials={n}",
-                   f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=s",
-                   "solver.lam=tag(log, interval(1e-8, 1e-2))", "solver=admm",
-                   "dataset=square", "model.width=10", "solver.epochs=3")
+        done = cli(
+            "-m",
+            "hydra/sweeper=optuna",
+            f"hydra.sweeper.n_trials={n}",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=s",
+            "solver.lam=tag(log, interval(1e-8, 1e-2))",
+            "solver=admm",
+            "dataset=square",
+            "model.width=10",
+            "solver.epochs=3",
+        )
         assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="s", storage=storage)
     states = [t.state for t in study.trials]
@@ -55,8 +70,14 @@ def test_failed_setting_is_recorded_and_the_sweep_goes_on(cli, client):
 
 
 def test_failure_rate_limit_stops_the_sweep_with_one_line(cli, client):
-    done = cli("-m", "solver=sgd", "activation=relu", "solver.lr=1e9,1e10,0.01",
-               "max_failure_rate=0.4", *TINY)
+    done = cli(
+        "-m",
+        "solver=sgd",
+        "activation=relu",
+        "solver.lr=1e9,1e10,0.01",
+        "max_failure_rate=0.4",
+        *TINY,
+    )
     assert done.returncode != 0
     assert re.search(r"sweep stopped: \d of \d settings failed", done.stderr)
     assert len(runs_of(client, "setting")) == 1  # the third setting never ran
@@ -64,15 +85,24 @@ def test_failure_rate_limit_stops_the_sweep_with_one_line(cli, client):
 
 def test_optuna_failed_trials_are_fail_and_the_grid_sampler_works(cli, tmp_path):
     storage = tmp_path / "journal.log"
-    done = cli("-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=grid",
-               "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={storage}",
-               "hydra.sweeper.study_name=g", "solver.lr=choice(0.01, 1e9)", "solver=sgd",
-               "activation=relu", *TINY)
+    done = cli(
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=grid",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=g",
+        "solver.lr=choice(0.01, 1e9)",
+        "solver=sgd",
+        "activation=relu",
+        *TINY,
+    )
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(
         study_name="g",
         storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(storage))),
+            optuna.storages.journal.JournalFileBackend(str(storage))
+        ),
     )
     by_lr = {t.params["solver.lr"]: t.state.name for t in study.trials}
     assert by_lr == {0.01: "COMPLETE", 1e9: "FAIL"}
@@ -80,19 +110,35 @@ def test_optuna_failed_trials_are_fail_and_the_grid_sampler_works(cli, tmp_path)
 
 def test_nsga2_optimises_error_and_run_time_together(cli, tmp_path):
     storage = f"sqlite:///{tmp_path / 'mo.db'}"
-    done = cli("-m", "hydra/sweeper=optuna", "hydra/sweeper/sampler=nsgaii",
-               "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage={storage}",
-               "hydra.sweeper.study_name=mo", "hydra.sweeper.direction=[minimize,minimize]",
-               "objective=[best_train_mse,run_time_s]", "model.depth=range(1,3)",
-               "solver=admm", *TINY)
+    done = cli(
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=nsgaii",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=mo",
+        "hydra.sweeper.direction=[minimize,minimize]",
+        "objective=[best_train_mse,run_time_s]",
+        "model.depth=range(1,3)",
+        "solver=admm",
+        *TINY,
+    )
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="mo", storage=storage)
     assert [len(t.values) for t in study.trials] == [2, 2]
 
 
 def test_parallel_jobs_lose_nothing(cli, client):
-    done = cli("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "solver=sgd",
-               "activation=relu", "model.depth=1,2", "solver.lr=0.01,0.05", *TINY)
+    done = cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "solver=sgd",
+        "activation=relu",
+        "model.depth=1,2",
+        "solver.lr=0.01,0.05",
+        *TINY,
+    )
     assert done.returncode == 0, done.stderr
     assert "database is locked" not in done.stderr + done.stdout
     (study,) = runs_of(client, "study")

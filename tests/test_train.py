@@ -13,8 +13,15 @@ ARTIFACTS = {"config.yaml", "history.csv", "learning_curve.png", "weights.pt"}
 
 
 def test_single_run_records_params_metrics_and_artifacts(cli, client):
-    done = cli("solver=adam", "activation=relu", "init=msra", "dataset=square",
-               "model.depth=3", "model.width=50", "solver.epochs=30")
+    done = cli(
+        "solver=adam",
+        "activation=relu",
+        "init=msra",
+        "dataset=square",
+        "model.depth=3",
+        "model.width=50",
+        "solver.epochs=30",
+    )
     assert done.returncode == 0, done.stderr
     assert "[admmlab] solver=adam" in done.stdout
     (r,) = runs_of(client)
@@ -35,8 +42,15 @@ def test_single_run_records_params_metrics_and_artifacts(cli, client):
 
 
 def test_trials_are_child_runs_and_the_parent_holds_mean_and_std(cli, client):
-    done = cli("solver=sgd", "activation=relu", "model.depth=1", "model.width=8",
-               "solver.epochs=4", "trials=3", "seed=10")
+    done = cli(
+        "solver=sgd",
+        "activation=relu",
+        "model.depth=1",
+        "model.width=8",
+        "solver.epochs=4",
+        "trials=3",
+        "seed=10",
+    )
     assert done.returncode == 0, done.stderr
     (parent,) = runs_of(client, "setting")
     children = runs_of(client, "trial")
@@ -52,8 +66,16 @@ def test_trials_are_child_runs_and_the_parent_holds_mean_and_std(cli, client):
 
 def test_multirun_over_six_init_schemes_records_six_runs(cli, client):
     schemes = "lecun_uniform,lecun_gauss,orth_uniform,orth_gauss,xavier,msra"
-    done = cli("-m", "solver=sgd", "activation=sigmoid", "dataset=square", f"init={schemes}",
-               "solver.epochs=2", "model.width=8", "dataset.n_train=200")
+    done = cli(
+        "-m",
+        "solver=sgd",
+        "activation=sigmoid",
+        "dataset=square",
+        f"init={schemes}",
+        "solver.epochs=2",
+        "model.width=8",
+        "dataset.n_train=200",
+    )
     assert done.returncode == 0, done.stderr
     settings = runs_of(client, "setting")
     assert sorted(r.data.tags["init"] for r in settings) == sorted(schemes.split(","))
@@ -69,8 +91,14 @@ def test_bad_value_stops_before_any_work_with_one_line(cli, client):
 
 
 def test_diverging_run_ends_failed_with_reason_and_history(cli, client):
-    done = cli("solver=sgd", "activation=relu", "dataset=square", "solver.lr=1e8",
-               "solver.epochs=20", "model.width=20")
+    done = cli(
+        "solver=sgd",
+        "activation=relu",
+        "dataset=square",
+        "solver.lr=1e8",
+        "solver.epochs=20",
+        "model.width=20",
+    )
     assert done.returncode != 0
     assert "non-finite" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     (r,) = runs_of(client)
@@ -83,8 +111,15 @@ def test_diverging_run_ends_failed_with_reason_and_history(cli, client):
 
 
 def test_same_config_and_seed_give_identical_metrics(make_cfg):
-    overrides = ("solver=sgdm", "activation=relu", "model.width=8", "solver.epochs=3",
-                 "trials=2", "tracking.enabled=false")
+    overrides = (
+        "solver=sgdm",
+        "activation=relu",
+        "model.width=8",
+        "solver.epochs=3",
+        "trials=2",
+        "tracking.enabled=false",
+    )
+
     def metrics(outcome):
         return {k: v for k, v in outcome.summary.items() if k != "run_time_s"}
 
@@ -94,8 +129,15 @@ def test_same_config_and_seed_give_identical_metrics(make_cfg):
 
 
 def test_library_run_returns_the_objective(make_cfg):
-    out = run(make_cfg("solver=admm", "model.width=8", "solver.epochs=3",
-                       "tracking.enabled=false", "dataset=radial_smooth"))
+    out = run(
+        make_cfg(
+            "solver=admm",
+            "model.width=8",
+            "solver.epochs=3",
+            "tracking.enabled=false",
+            "dataset=radial_smooth",
+        )
+    )
     assert out.objective_name == "test_mse"
     assert out.objective == pytest.approx(out.summary["final_test_mse"][0])
     assert torch.isfinite(torch.tensor(out.objective))

@@ -128,8 +128,16 @@ def _check_beta(beta: Any, depth: int) -> None:
 
 def check_ranges(cfg: RunConfig) -> None:
     """Every value check that types alone cannot express."""
-    for key in ("model.depth", "model.width", "solver.epochs", "trials", "solver.batch_size",
-                "solver.lr_every", "dataset.n_train", "dataset.n_test"):
+    for key in (
+        "model.depth",
+        "model.width",
+        "solver.epochs",
+        "trials",
+        "solver.batch_size",
+        "solver.lr_every",
+        "dataset.n_train",
+        "dataset.n_test",
+    ):
         section, _, name = key.rpartition(".")
         _positive_int(key, getattr(getattr(cfg, section) if section else cfg, name))
     s, d = cfg.solver, cfg.dataset
@@ -213,4 +221,6 @@ def check_group_options(arguments: list[str]) -> None:
         options = group_options(group)
         for v in values:
             if isinstance(v, str) and v not in options and v != "null":
-                raise ConfigError(f"{group}={v} is not an option; choose one of {', '.join(options)}")
+                raise ConfigError(
+                    f"{group}={v} is not an option; choose one of {', '.join(options)}"
+                )

@@ -24,8 +24,14 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def _git(*args: str) -> str:
     try:
-        done = subprocess.run(["git", *args], cwd=project_root(), capture_output=True,
-                              text=True, timeout=10, check=True)
+        done = subprocess.run(
+            ["git", *args],
+            cwd=project_root(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return done.stdout.strip()
@@ -68,5 +74,7 @@ def competitor(cfg: RunConfig) -> str:
 
 
 def run_name(cfg: RunConfig) -> str:
-    return (f"{cfg.solver.name}-{cfg.activation.name}-{cfg.init.name}"
-            f"-d{cfg.model.depth}w{cfg.model.width}-seed{cfg.seed}")
+    return (
+        f"{cfg.solver.name}-{cfg.activation.name}-{cfg.init.name}"
+        f"-d{cfg.model.depth}w{cfg.model.width}-seed{cfg.seed}"
+    )

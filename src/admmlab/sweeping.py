@@ -53,8 +53,13 @@ def maximise(objective_name: str) -> bool:
 
 def best_setting(runs: list[Any]) -> dict[str, Any] | None:
     """The finished setting with the best ``objective`` (direction by its name)."""
-    scored = [r for r in runs if r.info.status == "FINISHED" and "objective" in r.data.metrics
-              and math.isfinite(r.data.metrics["objective"])]
+    scored = [
+        r
+        for r in runs
+        if r.info.status == "FINISHED"
+        and "objective" in r.data.metrics
+        and math.isfinite(r.data.metrics["objective"])
+    ]
     if not scored:
         return None
     name = scored[0].data.tags.get("objective_name", "objective")
@@ -78,8 +83,10 @@ def enforce_failure_rate(store: tracking.Store, study_id: str, max_rate: float) 
     done = [r for r in runs if r.info.status in ("FINISHED", "FAILED")]
     failed = sum(r.info.status == "FAILED" for r in done)
     if done and failed / len(done) > max_rate:
-        message = (f"sweep stopped: {failed} of {len(done)} settings failed, more than "
-                   f"max_failure_rate={max_rate:g}")
+        message = (
+            f"sweep stopped: {failed} of {len(done)} settings failed, more than "
+            f"max_failure_rate={max_rate:g}"
+        )
         store.set_tags(study_id, {"failure_reason": message})
         tracking.end_study(store, study_id, status="FAILED")
         raise SystemExit(f"error: {message}")
@@ -122,8 +129,9 @@ class StudyCallback(Callback):
         self.store = tracking.Store(experiment_name(config), uri)
         self.run_id = tracking.start_study(self.store, name, sweep_definition(config))
         self.store.log_text(self.run_id, OmegaConf.to_yaml(sweep_record(config)), "sweep.yaml")
-        os.environ.update({STUDY_ENV: self.run_id, STUDY_NAME_ENV: name,
-                           EXPERIMENT_ENV: experiment_name(config)})
+        os.environ.update(
+            {STUDY_ENV: self.run_id, STUDY_NAME_ENV: name, EXPERIMENT_ENV: experiment_name(config)}
+        )
         print(f"[admmlab] study {name!r}: MLflow run {self.run_id}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -132,7 +140,9 @@ class StudyCallback(Callback):
         best = best_setting(tracking.study_settings(self.store, self.run_id))
         tracking.end_study(self.store, self.run_id, best=best)
         if best:
-            print(f"[admmlab] best {best['objective_name']}={best['objective']:.4e} "
-                  f"({best['overrides']})")
+            print(
+                f"[admmlab] best {best['objective_name']}={best['objective']:.4e} "
+                f"({best['overrides']})"
+            )
         for key in (STUDY_ENV, STUDY_NAME_ENV, EXPERIMENT_ENV):
             os.environ.pop(key, None)

@@ -164,9 +164,7 @@ class SettingRun:
     ``flush_every`` epochs (and at the end), which keeps tracking cheap.
     """
 
-    def __init__(
-        self, store: Store, run_id: str, trial_run_ids: list[str], flush_every: int
-    ):
+    def __init__(self, store: Store, run_id: str, trial_run_ids: list[str], flush_every: int):
         self.store, self.run_id, self.trial_run_ids = store, run_id, trial_run_ids
         self.flush_every = max(1, flush_every)
         self._buffer: list[list[Metric]] = [[] for _ in self.targets]
@@ -237,7 +235,8 @@ def setting_run(
     if len(seeds) > 1:
         for seed in seeds:
             tid = store.start_run(
-                f"{name}/seed={seed}", parent=run_id,
+                f"{name}/seed={seed}",
+                parent=run_id,
                 tags={**tags, KIND_TAG: "trial", "seed": str(seed)},
             )
             trial_ids.append(tid)

@@ -62,8 +62,9 @@ class Outcome:
 
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device must be cpu or auto on this machine (CUDA is not available), "
-                          "got 'cuda'")
+        raise ConfigError(
+            "device must be cpu or auto on this machine (CUDA is not available), got 'cuda'"
+        )
     if name == "auto":
         if not torch.cuda.is_available():
             print("warning: device=auto found no CUDA device, running on the CPU", file=sys.stderr)
@@ -98,8 +99,13 @@ def load_trials(cfg: RunConfig, seeds: list[int], device: torch.device) -> Datas
 def initial_weights(cfg: RunConfig, data: Dataset, seeds: list[int]) -> list[torch.Tensor]:
     dims = [data.x_train.shape[-1], *[cfg.model.width] * cfg.model.depth, data.y_train.shape[-1]]
     per_trial = [
-        init_weights(cfg.init.name, dims, scale=cfg.init.scale, generator=generator(s, "init"),
-                     dtype=getattr(torch, cfg.dtype))
+        init_weights(
+            cfg.init.name,
+            dims,
+            scale=cfg.init.scale,
+            generator=generator(s, "init"),
+            dtype=getattr(torch, cfg.dtype),
+        )
         for s in seeds
     ]
     return [torch.stack(layer).to(data.x_train.device) for layer in zip(*per_trial, strict=True)]
@@ -151,8 +157,9 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
     device = resolve_device(typed.device)
     store = None
     if typed.tracking.enabled:
-        experiment = (os.environ.get(EXPERIMENT_ENV) or typed.tracking.experiment
-                      or typed.dataset.name)
+        experiment = (
+            os.environ.get(EXPERIMENT_ENV) or typed.tracking.experiment or typed.dataset.name
+        )
         store = Store(experiment, typed.tracking.uri)
     seeds = [typed.seed + k for k in range(typed.trials)]
     data = load_trials(typed, seeds, device)
@@ -161,8 +168,14 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
     check_objectives(objectives, data)
 
     def train(callback=None) -> tuple[FitResult, dict[str, list[float]], dict[str, float]]:
-        result = run_solver(typed.solver, data, weights, activation=typed.activation.name,
-                            seeds=seeds, callback=callback)
+        result = run_solver(
+            typed.solver,
+            data,
+            weights,
+            activation=typed.activation.name,
+            seeds=seeds,
+            callback=callback,
+        )
         summary = summarise(result)
         return result, summary, {n: objective_value(n, summary) for n in objectives}
 
@@ -193,8 +206,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
                 _log_partial_artifacts(store, tracked.run_id, container, err.partial, seeds)
             raise
         tracked.log_summary(summary)
-        _log_artifacts(store, tracked.run_id, container, result, seeds,
-                       typed.tracking.log_weights)
+        _log_artifacts(store, tracked.run_id, container, result, seeds, typed.tracking.log_weights)
         outcome = Outcome(values, summary, tracked.run_id)
         store.log_final(tracked.run_id, {"objective": outcome.objective})
         store.set_tags(tracked.run_id, {"objective_name": outcome.objective_name})
@@ -228,10 +240,12 @@ def _print_summary(cfg: DictConfig, outcome: Outcome, seconds: float) -> None:
     finals = {k: v for k, v in outcome.summary.items() if k in shown}
     parts = [f"{k}={sum(v) / len(v):.3e}" for k, v in finals.items()]
     where = f" run={outcome.run_id}" if outcome.run_id else ""
-    print(f"[admmlab] solver={cfg.solver.name} activation={cfg.activation.name} "
-          f"depth={cfg.model.depth} width={cfg.model.width} trials={cfg.trials}: "
-          f"{outcome.objective_name}={outcome.objective:.4e} {' '.join(parts)} "
-          f"({seconds:.1f}s){where}")
+    print(
+        f"[admmlab] solver={cfg.solver.name} activation={cfg.activation.name} "
+        f"depth={cfg.model.depth} width={cfg.model.width} trials={cfg.trials}: "
+        f"{outcome.objective_name}={outcome.objective:.4e} {' '.join(parts)} "
+        f"({seconds:.1f}s){where}"
+    )
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

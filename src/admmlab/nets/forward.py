@@ -18,9 +18,7 @@ def _affine(w: Tensor, v: Tensor) -> Tensor:
     return v @ w[..., :-1].transpose(-1, -2) + w[..., -1].unsqueeze(-2)
 
 
-def hidden_forward(
-    weights: list[Tensor], x: Tensor, activation: str | Activation
-) -> list[Tensor]:
+def hidden_forward(weights: list[Tensor], x: Tensor, activation: str | Activation) -> list[Tensor]:
     """Pre-activations ``z_i = ṽ_{i-1} W_iᵀ`` of every hidden layer, in order."""
     act = get_activation(activation)
     zs, v = [], x

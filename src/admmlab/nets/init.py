@@ -4,6 +4,7 @@
 scale factor that multiplies the weights.
 """
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -87,7 +88,7 @@ def init_weights(
         raise ValueError(f"dims must be at least two positive sizes, got {list(dims)}")
     weights = []
     last = len(dims) - 2
-    for i, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:], strict=False)):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(dims)):
         w = draw(int(fan_out), int(fan_in), i == last, generator, dtype) * scale
         bias = torch.zeros(int(fan_out), 1, dtype=dtype)
         weights.append(torch.cat([w, bias], dim=1))

@@ -20,9 +20,7 @@ class NonFiniteError(FloatingPointError):
     def __init__(self, quantity: str, epoch: int, trials: Sequence[int]):
         self.quantity, self.epoch, self.trials = quantity, epoch, list(trials)
         self.partial: FitResult | None = None  # history up to the bad epoch
-        super().__init__(
-            f"{quantity} became non-finite at epoch {epoch} in trial(s) {self.trials}"
-        )
+        super().__init__(f"{quantity} became non-finite at epoch {epoch} in trial(s) {self.trials}")
 
 
 @dataclass

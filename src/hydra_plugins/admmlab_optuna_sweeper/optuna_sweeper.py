@@ -38,8 +38,11 @@ class OptunaSweeper(Sweeper):
         params: dict[str, str] | None,
     ) -> None:
         self.sampler_conf = sampler
-        self.directions = list(direction) if isinstance(direction, Sequence) and not isinstance(
-            direction, str) else [direction]
+        self.directions = (
+            list(direction)
+            if isinstance(direction, Sequence) and not isinstance(direction, str)
+            else [direction]
+        )
         self.storage_spec = storage
         self.study_name = study_name
         self.n_trials = n_trials
@@ -78,8 +81,10 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
         space, fixed = search_space.parse(self.params, arguments)
         study = self._study(space)
-        print(f"[optuna] study {study.study_name!r} in {storage.describe(self.storage_spec)}: "
-              f"{len(study.trials)} trials so far, {self.n_trials} to run")
+        print(
+            f"[optuna] study {study.study_name!r} in {storage.describe(self.storage_spec)}: "
+            f"{len(study.trials)} trials so far, {self.n_trials} to run"
+        )
         returns, failures, done = [], 0, 0
         while done < self.n_trials:
             if isinstance(study.sampler, search_space.SweepGridSampler) and (
@@ -121,8 +126,10 @@ class OptunaSweeper(Sweeper):
         if result.status == JobStatus.COMPLETED:
             raw = result._return_value
             values = list(raw) if isinstance(raw, Sequence) else [raw]
-        ok = values is not None and len(values) == len(self.directions) and all(
-            isinstance(v, int | float) and math.isfinite(v) for v in values
+        ok = (
+            values is not None
+            and len(values) == len(self.directions)
+            and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
         )
         if ok:
             study.tell(trial, values if len(values) > 1 else values[0])
