@@ -60,7 +60,6 @@ def test_admm_preset_scales_init_by_eight(make_cfg):
         ("solver.epochs=0", "solver.epochs"),
         ("trials=0", "trials"),
         ("solver.batch_size=0", "solver.batch_size"),
-        ("solver.batch_size=5000", "solver.batch_size"),
         ("solver.lam=-1", "solver.lam"),
         ("solver.lr=0", "solver.lr"),
         ("dataset.noise_std=-0.1", "dataset.noise_std"),

@@ -165,7 +165,7 @@ def test_every_sweep_runs_at_its_small_budget(cli, client, path, tmp_path):
     args = small_budget(path)
     if any("sweeper=optuna" in line for line in path.read_text().splitlines()):
         args.append(f"hydra.sweeper.storage={tmp_path / 'journal.log'}")
-    done = cli(*args, "dataset.n_train=300")
+    done = cli(*args, "++dataset.n_train=300")  # real data sets ignore it
     assert done.returncode == 0, done.stderr[-3000:]
     settings = runs_of(client, "setting")
     assert settings and all(s.info.status == "FINISHED" for s in settings)

@@ -171,10 +171,6 @@ def check_ranges(cfg: RunConfig) -> None:
                 f"activation={cfg.activation.name} cannot be used with solver=admm: "
                 "the method needs a smooth activation (sigmoid or tanh)"
             )
-    elif s.batch_size > d.n_train:
-        raise ConfigError(
-            f"solver.batch_size must be at most dataset.n_train = {d.n_train}, got {s.batch_size}"
-        )
 
 
 def _one_line(err: OmegaConfBaseException) -> str:

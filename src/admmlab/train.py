@@ -163,6 +163,12 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         store = Store(experiment, typed.tracking.uri)
     seeds = [typed.seed + k for k in range(typed.trials)]
     data = load_trials(typed, seeds, device)
+    n_train = data.x_train.shape[-2]
+    if typed.solver.name != "admm" and typed.solver.batch_size > n_train:
+        raise ConfigError(
+            f"solver.batch_size must be at most the training set size {n_train}, "
+            f"got {typed.solver.batch_size}"
+        )
     weights = initial_weights(typed, data, seeds)
     objectives = objective_names(typed, data)
     check_objectives(objectives, data)
