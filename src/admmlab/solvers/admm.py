@@ -1,0 +1,590 @@
+"""ADMM for sigmoid nets (Zeng, Lin, Yao and Zhou, JMLR 2021), as in ALGORITHM.md.
+
+Inside, samples are columns and every tensor carries the trial dimension K first.
+``Ṽ_i`` lives in one ``(K, n_i + 1, N)`` buffer whose last row is ones, so neither a
+product with ``W_i`` nor a Gram matrix needs a concatenation; ``V_i`` is its view
+without that row. (``Ṽ_0 = X̃`` has no K when X is shared by all trials.)
+
+An iteration computes each quantity once and uses it wherever the equations repeat
+it:
+
+* step 3's ``Z_i = W_i⁺Ṽ_{i-1}⁺`` and ``σ(Z_i)`` are step 5's ``σ(W_i⁺Ṽ_{i-1}⁺)`` and
+  the next iteration's step-2 ``Z = W_i⁻A`` and ``σ(Z)``;
+* ``B_i = V_i⁻ − U_i⁻/β_i`` and ``max|B_i|`` are step 2's ``B, h`` for layer ``i``
+  and step 3's ``B, μ`` for layer ``i − 1``;
+* the Gram ``Ṽ_iṼ_iᵀ`` of a new ``V_i`` is the next iteration's step-1/2 ``AAᵀ``;
+* step 5's constraint residuals give 𝓛 and the ``residual/layer_i`` curves;
+* step 3's ``σ(W_1⁺X̃)`` is the first hidden layer of the network's forward pass.
+
+Where the code solves an equation of ALGORITHM.md by another formula, the formula
+is exact and only the rounding differs (there is no inexact variant to switch off):
+step 3's ``i = L`` system is solved through the Woodbury identity when ``m < n``;
+``σ'`` is applied from ``σ`` (``σ(1 − σ)``, ``1 − σ²``) rather than stored; and the
+saturation share is counted on the pre-activations, ``|Z| ≥ z*`` with ``σ'(z*) = 10⁻³``.
+"""
+
+import itertools
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from admmlab.nets import Activation, get_activation
+from admmlab.solvers.base import (
+    Callback,
+    FitResult,
+    HistoryRecorder,
+    NonFiniteError,
+    check_finite,
+    evaluate,
+)
+
+Tensor = torch.Tensor
+
+SATURATION_THRESHOLD = 1e-3  # σ' below this counts as saturated (ALGORITHM.md)
+
+# ``x ⊙ σ'(Z)`` from ``σ(Z)`` in one pass (autograd's kernels): σ' = σ(1 − σ) for the
+# sigmoid and 1 − σ² for tanh, so σ'(Z) is never stored.
+_TIMES_DERIV = {
+    "sigmoid": torch.ops.aten.sigmoid_backward,
+    "tanh": torch.ops.aten.tanh_backward,
+}
+
+# glibc's largest dynamic mmap threshold (mallopt(3)): 32 MiB on 64-bit systems.
+_GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20
+
+
+# ---------------------------------------------------------------- linear algebra
+
+
+def _cholesky(system: Tensor) -> Tensor:
+    """Lower Cholesky factor; a trial whose system is not SPD gets a NaN factor.
+
+    ``cholesky_ex`` does not synchronise with the device; the NaN then surfaces in
+    the iterate and the per-iteration finiteness check names it.
+    """
+    factor, info = torch.linalg.cholesky_ex(system)
+    failed = (info != 0).reshape(-1, 1, 1)
+    return factor.masked_fill(failed, math.nan)
+
+
+def _solve_right(rhs: Tensor, system: Tensor) -> Tensor:
+    """``R M⁻¹ = R L⁻ᵀ L⁻¹`` for SPD ``M = LLᵀ``: two triangular solves from the right.
+
+    Measured faster here than ``cholesky_solve`` on ``Rᵀ``, which copies its input.
+    """
+    factor = _cholesky(system)
+    half = torch.linalg.solve_triangular(factor.mT, rhs, upper=True, left=False)
+    return torch.linalg.solve_triangular(factor, half, upper=False, left=False)
+
+
+def _solve_left(system: Tensor, rhs: Tensor) -> Tensor:
+    """``M⁻¹ R``, solved as ``(Rᵀ M⁻¹)ᵀ``; row-major ``R`` gives a row-major result."""
+    return _solve_right(rhs.mT, system).mT
+
+
+def _add_to_diagonal(m: Tensor, value: float) -> Tensor:
+    m.diagonal(dim1=-2, dim2=-1).add_(value)
+    return m
+
+
+def _abs_max(t: Tensor) -> Tensor:
+    """``max_jk |t_jk|`` per trial, shape ``(K, 1, 1)``, without an ``|t|`` temporary."""
+    dims = (-2, -1)
+    return torch.maximum(t.amax(dim=dims, keepdim=True), -t.amin(dim=dims, keepdim=True))
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """``⟨a, b⟩_F`` per trial, ``(K,)``, as a batched dot product (no ``a ⊙ b`` temporary)."""
+    n_trials = a.shape[0]
+    return (a.reshape(n_trials, 1, -1) @ b.reshape(n_trials, -1, 1)).reshape(n_trials)
+
+
+def _lower_gram(a: Tensor, blocks: int = 3) -> Tensor:
+    """``aaᵀ`` with the blocks on and below the diagonal filled, the rest zero.
+
+    Cholesky reads only the lower triangle, and skipping the blocks above the
+    diagonal saves a third of the product (torch has no ``syrk``).
+    """
+    rows = a.shape[-2]
+    out = a.new_zeros((*a.shape[:-2], rows, rows))
+    edges = [rows * j // blocks for j in range(blocks + 1)]
+    for lo, hi in itertools.pairwise(edges):
+        out[..., lo:hi, :hi] = a[..., lo:hi, :] @ a[..., :hi, :].mT
+    return out
+
+
+def _sum_sq(t: Tensor) -> Tensor:
+    """``‖t‖²_F`` per trial, shape ``(K,)``."""
+    return torch.linalg.vector_norm(t, dim=(-2, -1)).square()
+
+
+# ---------------------------------------------------------------- the sub-problems
+
+
+def lla_target(v: Tensor, u: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """``B_i = V_i⁻ − U_i⁻/β_i`` and ``h_i = max|B_i|`` (steps 2 and 3).
+
+    Step 2 uses them for layer ``i`` (as ``B``, ``h``) and step 3 for layer ``i − 1``
+    (as ``B``, ``μ``): both read the previous ``V_i`` and ``U_i``, so one computation
+    serves both.
+    """
+    target = torch.add(v, u, alpha=-1.0 / beta)
+    return target, _abs_max(target)
+
+
+def _lla_core(
+    target: Tensor, act: Tensor, z_lin: Tensor, scale: Tensor, activation: Activation
+) -> Tensor:
+    """``scale · Z_lin − G`` with ``G = (σ(Z) − B) ⊙ σ'(Z)``, given ``act = σ(Z)``."""
+    core = _TIMES_DERIV[activation.name](target - act, act)
+    return core.addcmul_(z_lin, scale)
+
+
+def update_output_weights(
+    v_ext: Tensor, v_out: Tensor, u_out: Tensor, gram: Tensor, *, lam: float, beta: float
+) -> Tensor:
+    """Step 1: ``W_{L+1}⁺ = (β V_{L+1}⁻ − U_{L+1}⁻) Aᵀ (λI + β AAᵀ)⁻¹``, ``A = Ṽ_L⁻``.
+
+    ``gram`` is ``AAᵀ``.
+    """
+    rhs = (beta * v_out - u_out) @ v_ext.mT
+    system = _add_to_diagonal(beta * gram, lam)
+    return _solve_right(rhs, system)
+
+
+def update_hidden_weights(
+    target: Tensor,
+    h: Tensor,
+    pre: Tensor,
+    act: Tensor,
+    a_ext: Tensor,
+    gram: Tensor,
+    activation: Activation,
+    *,
+    lam: float,
+    beta: float,
+) -> Tensor:
+    """Step 2 (LLA): ``W_i⁺ = β_i (hZ/2 − G) Aᵀ (λI + β_i h AAᵀ/2)⁻¹``.
+
+    ``A = Ṽ_{i-1}⁻`` (``a_ext``), ``B = V_i⁻ − U_i⁻/β_i`` (``target``), ``h = max|B|``,
+    ``G = (σ(Z) − B) ⊙ σ'(Z)``. ``Z = W_i⁻A`` (``pre``), ``σ(Z)`` (``act``) and ``AAᵀ``
+    (``gram``) are kept from the previous iteration.
+    """
+    core = _lla_core(target, act, pre, h / 2, activation)
+    rhs = (core @ a_ext.mT).mul_(beta)
+    system = _add_to_diagonal(gram * (beta * h / 2), lam)
+    return _solve_right(rhs, system)
+
+
+def update_hidden_outputs_lla(
+    s: Tensor,
+    u: Tensor,
+    v: Tensor,
+    w_next: Tensor,
+    target_next: Tensor,
+    mu: Tensor,
+    activation: Activation,
+    *,
+    beta: float,
+    beta_next: float,
+) -> Tensor:
+    """Step 3, ``i < L`` (LLA):
+    ``V_i⁺ = (β_i I + β_{i+1}(μ/2) W̄ᵀW̄)⁻¹ (β_i C + β_{i+1} W̄ᵀ(μ Z_w/2 − G))``.
+
+    ``S = σ(W_i⁺Ṽ_{i-1}⁺)`` (``s``), ``C = S + U_i⁻/β_i``, ``W̄, b`` of ``W_{i+1}⁺``,
+    ``B = V_{i+1}⁻ − U_{i+1}⁻/β_{i+1}`` (``target_next``), ``μ = max|B|``,
+    ``Z_w = W̄ V_i⁻``, ``Z = Z_w + b``, ``G = (σ(Z) − B) ⊙ σ'(Z)``.
+    """
+    w_bar, bias = w_next[..., :-1], w_next[..., -1:]
+    z_w = w_bar @ v
+    core = _lla_core(target_next, activation.fn(z_w + bias), z_w, mu / 2, activation)
+    # β_i C = U_i⁻ + β_i S
+    rhs = torch.baddbmm(torch.add(u, s, alpha=beta), w_bar.mT, core, alpha=beta_next)
+    system = _add_to_diagonal(_lower_gram(w_bar.mT) * (beta_next * mu / 2), beta)
+    return _solve_left(system, rhs)
+
+
+def update_last_hidden_outputs(
+    s: Tensor,
+    u: Tensor,
+    w_out: Tensor,
+    v_out: Tensor,
+    u_out: Tensor,
+    *,
+    beta: float,
+    beta_out: float,
+) -> Tensor:
+    """Step 3, ``i = L`` (exact, every depth):
+    ``V_L⁺ = (β_L I + β_{L+1} W̄ᵀW̄)⁻¹ (U_L⁻ + β_L S − W̄ᵀE)``,
+    ``E = U_{L+1}⁻ − β_{L+1}(V_{L+1}⁻ − b)``.
+
+    ``S = σ(W_L⁺Ṽ_{L-1}⁺)``; ``W̄, b`` are those of ``W_{L+1}⁺``.
+    """
+    w_bar, bias = w_out[..., :-1], w_out[..., -1:]
+    pull = u_out - beta_out * (v_out - bias)
+    p = torch.add(u, s, alpha=beta)
+    m, n = w_bar.shape[-2:]
+    if m < n:
+        return _woodbury_solve(p, pull, w_bar, beta, beta_out)
+    system = _add_to_diagonal(beta_out * (w_bar.mT @ w_bar), beta)
+    return _solve_left(system, torch.baddbmm(p, w_bar.mT, pull, alpha=-1.0))
+
+
+def _woodbury_solve(p: Tensor, e: Tensor, w_bar: Tensor, beta: float, beta_out: float) -> Tensor:
+    """``(βI + β'W̄ᵀW̄)⁻¹ (P − W̄ᵀE)`` for ``W̄`` with fewer rows ``m`` than columns ``n``.
+
+    ``(βI + β'W̄ᵀW̄)⁻¹ = (I − W̄ᵀ(β/β' I + W̄W̄ᵀ)⁻¹W̄)/β`` (Woodbury) turns the ``n × n``
+    Cholesky solve, ``O(n²N)``, into one of size ``m``, ``O(nmN)``; the result is
+    ``(P − W̄ᵀ(E + T))/β`` with ``T = (β/β' I + W̄W̄ᵀ)⁻¹ (W̄P − W̄W̄ᵀE)``. It is the
+    same SPD system, solved exactly.
+    """
+    gram = w_bar @ w_bar.mT
+    projected = w_bar @ p - gram @ e
+    t = _solve_left(_add_to_diagonal(gram, beta / beta_out), projected)
+    return torch.baddbmm(p, w_bar.mT, e + t, beta=1.0 / beta, alpha=-1.0 / beta)
+
+
+def update_output(y: Tensor, u_out: Tensor, f: Tensor, *, beta_out: float) -> Tensor:
+    """Step 4: ``V_{L+1}⁺ = (Y + U_{L+1}⁻ + β_{L+1} W_{L+1}⁺Ṽ_L⁺) / (1 + β_{L+1})``.
+
+    ``f`` is ``W_{L+1}⁺Ṽ_L⁺``.
+    """
+    return torch.add(y + u_out, f, alpha=beta_out).div_(1 + beta_out)
+
+
+def update_multipliers(u: list[Tensor], residuals: list[Tensor], betas: Sequence[float]) -> None:
+    """Step 5, in place: ``U_i⁺ = U_i⁻ + β_i r_i`` with the constraint residuals
+    ``r_i = σ(W_i⁺Ṽ_{i-1}⁺) − V_i⁺`` (``i ≤ L``), ``r_{L+1} = W_{L+1}⁺Ṽ_L⁺ − V_{L+1}⁺``.
+    """
+    for u_i, r_i, b_i in zip(u, residuals, betas, strict=True):
+        u_i.add_(r_i, alpha=b_i)
+
+
+def augmented_lagrangian(
+    v_out: Tensor,
+    y: Tensor,
+    weights: list[Tensor],
+    u: list[Tensor],
+    residuals: list[Tensor],
+    res_sq: list[Tensor],
+    *,
+    lam: float,
+    betas: Sequence[float],
+) -> Tensor:
+    """𝓛 of ALGORITHM.md per trial, ``(K,)``, at the new iterate.
+
+    ``residuals`` are the ``r_i`` of step 5 and ``res_sq`` their ``‖r_i‖²``.
+    """
+    value = 0.5 * _sum_sq(v_out - y)
+    value = value + 0.5 * lam * sum(_sum_sq(w) for w in weights)
+    for u_i, r_i, sq_i, b_i in zip(u, residuals, res_sq, betas, strict=True):
+        value = value + _dot(u_i, r_i) + 0.5 * b_i * sq_i
+    return value
+
+
+# ---------------------------------------------------------------- the iterate
+
+
+@dataclass
+class _Iterate:
+    """The ADMM variables plus what the next iteration reuses (layer ``i`` at ``[i-1]``)."""
+
+    w: list[Tensor]  # W_i, (K, n_i, n_{i-1} + 1), i = 1..L+1
+    v_ext: list[Tensor]  # Ṽ_i, (K, n_i + 1, N), i = 0..L (index i)
+    v_out: Tensor  # V_{L+1}, (K, m, N)
+    u: list[Tensor]  # U_i, like V_i, i = 1..L+1
+    pre: list[Tensor]  # Z_i = W_iṼ_{i-1}, i = 1..L
+    act: list[Tensor]  # σ(Z_i)
+    gram: list[Tensor]  # Ṽ_iṼ_iᵀ, i = 0..L (index i; lower triangle for i ≥ 1)
+
+    @property
+    def depth(self) -> int:
+        return len(self.w) - 1
+
+    def v(self, i: int) -> Tensor:
+        """``V_i`` for ``1 ≤ i ≤ L`` as a view of ``Ṽ_i``."""
+        return self.v_ext[i][..., :-1, :]
+
+    def named_quantities(self) -> list[tuple[str, Tensor]]:
+        """The iterate in the order an iteration computes it, for error reports."""
+        n_layers = len(self.w)
+        out = [(f"W_{i}", self.w[i - 1]) for i in range(n_layers, 0, -1)]
+        out += [(f"V_{i}", self.v(i)) for i in range(1, n_layers)]
+        out.append((f"V_{n_layers}", self.v_out))
+        out += [(f"U_{i}", self.u[i - 1]) for i in range(1, n_layers + 1)]
+        return out
+
+
+def _ones_row_buffer(v: Tensor) -> Tensor:
+    """``[v; 1ᵀ]`` as a fresh buffer whose top rows are later overwritten in place."""
+    buf = torch.ones((*v.shape[:-2], v.shape[-2] + 1, v.shape[-1]), dtype=v.dtype, device=v.device)
+    buf[..., :-1, :] = v
+    return buf
+
+
+def _initial_iterate(x_ext: Tensor, weights: list[Tensor], activation: Activation) -> _Iterate:
+    """ALGORITHM.md, Initialisation: a forward pass and ``U⁰ = 0``."""
+    v_ext, pre, act = [x_ext], [], []
+    for w in weights[:-1]:
+        pre.append(w @ v_ext[-1])
+        act.append(activation.fn(pre[-1]))
+        v_ext.append(_ones_row_buffer(act[-1]))
+    v_out = weights[-1] @ v_ext[-1]
+    u = [torch.zeros_like(s) for s in act] + [torch.zeros_like(v_out)]
+    gram = [x_ext @ x_ext.mT] + [_lower_gram(v) for v in v_ext[1:]]
+    return _Iterate(list(weights), v_ext, v_out, u, pre, act, gram)
+
+
+# ---------------------------------------------------------------- one iteration
+
+
+def admm_iteration(
+    it: _Iterate, y: Tensor, activation: Activation, *, lam: float, betas: Sequence[float]
+) -> list[Tensor]:
+    """One iteration k of ALGORITHM.md, in place; returns the residuals ``r_1..r_{L+1}``."""
+    depth = it.depth
+    beta_out = betas[depth]
+    targets = [lla_target(it.v(i), it.u[i - 1], betas[i - 1]) for i in range(1, depth + 1)]
+
+    # Steps 1–2: all W, backward, from the previous V and U.
+    it.w[depth] = update_output_weights(
+        it.v_ext[depth], it.v_out, it.u[depth], it.gram[depth], lam=lam, beta=beta_out
+    )
+    for i in range(depth, 0, -1):
+        it.w[i - 1] = update_hidden_weights(
+            *targets[i - 1], it.pre[i - 1], it.act[i - 1], it.v_ext[i - 1], it.gram[i - 1],
+            activation, lam=lam, beta=betas[i - 1],
+        )  # fmt: skip
+
+    # Step 3: all hidden V, forward; V_{i+1} and every U are still the previous ones.
+    for i in range(1, depth + 1):
+        z = it.w[i - 1] @ it.v_ext[i - 1]
+        s = activation.fn(z)
+        if i < depth:
+            v_new = update_hidden_outputs_lla(
+                s, it.u[i - 1], it.v(i), it.w[i], *targets[i], activation,
+                beta=betas[i - 1], beta_next=betas[i],
+            )  # fmt: skip
+        else:
+            v_new = update_last_hidden_outputs(
+                s, it.u[i - 1], it.w[depth], it.v_out, it.u[depth],
+                beta=betas[i - 1], beta_out=beta_out,
+            )  # fmt: skip
+        it.v(i).copy_(v_new)
+        it.gram[i] = _lower_gram(it.v_ext[i])
+        it.pre[i - 1], it.act[i - 1] = z, s
+
+    # Step 4.
+    f = it.w[depth] @ it.v_ext[depth]
+    it.v_out = update_output(y, it.u[depth], f, beta_out=beta_out)
+
+    # Step 5.
+    residuals = [it.act[i - 1] - it.v(i) for i in range(1, depth + 1)]
+    residuals.append(f - it.v_out)
+    update_multipliers(it.u, residuals, betas)
+    return residuals
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _saturation_edge(activation: Activation) -> float:
+    """The ``|z|`` beyond which ``σ'(z) <`` the threshold, by bisection.
+
+    ``σ'`` of sigmoid and tanh is even and falls with ``|z|``, so counting
+    ``|Z| > edge`` counts ``σ'(Z) <`` threshold without computing ``σ'``.
+    """
+
+    def saturated(z: float) -> bool:
+        return bool(activation.deriv(torch.tensor(z, dtype=torch.float64)) < SATURATION_THRESHOLD)
+
+    lo, hi = 0.0, 1.0
+    while not saturated(hi):
+        lo, hi = hi, 2 * hi
+    for _ in range(64):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if saturated(mid) else (mid, hi)
+    return hi
+
+
+def _saturation(pre: Tensor, edge: float) -> Tensor:
+    """Share of pre-activations with ``σ' <`` the threshold, per trial."""
+    count = torch.count_nonzero(pre.abs() >= edge, dim=(-2, -1))
+    return count.to(pre.dtype) / (pre.shape[-2] * pre.shape[-1])
+
+
+def _train_metrics(
+    it: _Iterate, y_rows: Tensor, activation: Activation, edge: float, classification: bool
+) -> dict[str, Tensor]:
+    """``train_*`` of the network's forward pass, and ``saturation/layer_i``.
+
+    Its first hidden layer is step 3's ``σ(W_1⁺X̃)``; the rest is computed here, and
+    the output layer goes through :func:`evaluate` like every other solver's.
+    """
+    metrics = {"saturation/layer_1": _saturation(it.pre[0], edge)}
+    hidden = it.act[0]
+    for i in range(2, it.depth + 1):
+        w = it.w[i - 1]
+        z = torch.baddbmm(w[..., -1:], w[..., :-1], hidden)
+        metrics[f"saturation/layer_{i}"] = _saturation(z, edge)
+        hidden = activation.fn(z)
+    metrics.update(
+        evaluate(
+            it.w[-1:], activation, {"train": (hidden.mT, y_rows)}, classification=classification
+        )
+    )
+    return metrics
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _smooth_activation(activation: str | Activation) -> Activation:
+    act = get_activation(activation)
+    if not act.smooth or act.name not in _TIMES_DERIV:
+        raise ValueError(f"ADMM needs a smooth activation (sigmoid or tanh), got {act.name!r}")
+    return act
+
+
+def _layer_betas(beta: float | Sequence[float], n_layers: int) -> list[float]:
+    if isinstance(beta, int | float) or getattr(beta, "ndim", None) == 0:
+        betas = [float(beta)] * n_layers
+    else:
+        betas = [float(b) for b in beta]
+        if len(betas) != n_layers:
+            raise ValueError(
+                f"beta needs one value per layer 1..L+1, i.e. {n_layers} values, got {len(betas)}"
+            )
+    if not all(b > 0 for b in betas):
+        raise ValueError(f"beta must be > 0, got {beta}")
+    return betas
+
+
+def _check_settings(lam: float, epochs: int) -> None:
+    if not lam >= 0:
+        raise ValueError(f"lam must be >= 0, got {lam}")
+    if int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs must be an integer >= 1, got {epochs}")
+
+
+def _trial_weights(weights: Sequence[Tensor], n_trials: int) -> list[Tensor]:
+    """Own copies with a leading K (the iteration replaces them, never writes into them)."""
+    if weights[0].dim() == 3:
+        return [w.clone() for w in weights]
+    return [w.unsqueeze(0).repeat(n_trials, 1, 1) for w in weights]
+
+
+def _trial_count(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> int:
+    counts = {t.shape[0] for t in (x, y, weights[0]) if t.dim() == 3}
+    if len(counts) > 1:
+        raise ValueError(f"X, Y and weights disagree on the number of trials: {sorted(counts)}")
+    return counts.pop() if counts else 1
+
+
+# ---------------------------------------------------------------- the solver
+
+
+def fit(
+    X: Tensor,
+    Y: Tensor,
+    weights: Sequence[Tensor],
+    *,
+    lam: float,
+    beta: float | Sequence[float],
+    activation: str | Activation = "sigmoid",
+    epochs: int,
+    X_test: Tensor | None = None,
+    Y_test: Tensor | None = None,
+    X_val: Tensor | None = None,
+    Y_val: Tensor | None = None,
+    classification: bool = False,
+    callback: Callback | None = None,
+) -> FitResult:
+    """Train with the ADMM of ALGORITHM.md for ``epochs`` iterations.
+
+    ``X`` is ``(N, d)`` or ``(K, N, d)`` (samples as rows), ``Y`` ``(N, m)`` or
+    ``(K, N, m)``; ``weights`` as from :func:`admmlab.nets.init_weights`, with or
+    without a leading K. Computation runs in the weights' dtype on their device.
+    ``beta`` is one penalty for every layer or one per layer ``1..L+1``.
+
+    Returns the final weights (with a leading K if the weights or the data had one)
+    and the per-epoch history, each metric ``(epochs, K)``, or ``(epochs,)`` when no
+    input had a trial dimension. A non-finite iterate raises :class:`NonFiniteError`
+    whose ``partial`` holds the last finite weights and the history before it.
+    """
+    act = _smooth_activation(activation)
+    betas = _layer_betas(beta, len(weights))
+    _check_settings(lam, epochs)
+    dtype, device = weights[0].dtype, weights[0].device
+    X, Y = X.to(device, dtype), Y.to(device, dtype)
+    n_trials = _trial_count(X, Y, weights)
+    batched = any(t.dim() == 3 for t in (X, Y, weights[0]))
+    w0 = _trial_weights([w.to(device, dtype) for w in weights], n_trials)
+    held_out = {
+        name: (x.to(device, dtype), y.to(device, dtype))
+        for name, x, y in (("test", X_test, Y_test), ("val", X_val, Y_val))
+        if x is not None and y is not None
+    }
+
+    if device.type == "cpu":
+        _recycle_freed_memory()
+    it = _initial_iterate(_ones_row_buffer(X.mT), w0, act)
+    y_cols = Y.mT.contiguous()
+    edge = _saturation_edge(act)
+    recorder = HistoryRecorder(callback)
+    good_weights = it.w
+
+    def result(w: list[Tensor]) -> FitResult:
+        out = [t.contiguous() for t in (w if batched else [t[0] for t in w])]
+        return FitResult(out, recorder.history(batched))
+
+    for epoch in range(1, int(epochs) + 1):
+        start = time.perf_counter()
+        residuals = admm_iteration(it, y_cols, act, lam=lam, betas=betas)
+        res_sq = [_sum_sq(r) for r in residuals]
+        metrics = {
+            "aug_lagrangian": augmented_lagrangian(
+                it.v_out, y_cols, it.w, it.u, residuals, res_sq, lam=lam, betas=betas
+            )
+        }
+        metrics.update(_train_metrics(it, Y, act, edge, classification))
+        metrics.update(evaluate(it.w, act, held_out, classification=classification))
+        try:
+            _check_epoch(it, metrics, epoch)
+        except NonFiniteError as err:
+            err.partial = result(good_weights)
+            raise
+        elapsed = time.perf_counter() - start
+        for i, sq in enumerate(res_sq, start=1):
+            metrics[f"residual/layer_{i}"] = sq.sqrt()
+        metrics["epoch_time_s"] = torch.full((n_trials,), elapsed, dtype=dtype, device=device)
+        recorder.record(epoch, metrics)
+        good_weights = list(it.w)
+    return result(good_weights)
+
+
+def _recycle_freed_memory() -> None:
+    """Let glibc keep freed temporaries for reuse instead of unmapping them.
+
+    An iteration allocates and frees dozens of ``n × N`` arrays. Past glibc's trim
+    threshold (by default twice the largest freed block) it hands them back to the
+    OS, and the next iteration page-faults them in again: a fifth of the iteration
+    at width 300. Freeing one block just under 32 MiB raises the dynamic mmap
+    threshold to its size and the trim threshold to twice that (mallopt(3)).
+    Elsewhere than glibc this is one cheap untouched allocation.
+    """
+    torch.empty(_GLIBC_MMAP_THRESHOLD_MAX - 2**16, dtype=torch.uint8)
+
+
+def _check_epoch(it: _Iterate, metrics: dict[str, Tensor], epoch: int) -> None:
+    """One synchronising check per iteration; on failure, name the first bad quantity."""
+    combined = metrics["aug_lagrangian"] + metrics["train_mse"]
+    if bool(torch.isfinite(combined).all()):
+        return
+    for name, t in it.named_quantities():
+        check_finite(name, epoch, t)
+    check_finite("aug_lagrangian", epoch, metrics["aug_lagrangian"].unsqueeze(-1))
+    check_finite("train_mse", epoch, metrics["train_mse"].unsqueeze(-1))
