@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from admmlab.nets import init_weights
+from admmlab.nets import forward, get_activation, hidden_forward, init_weights
 from admmlab.solvers import admm
 from admmlab.solvers.admm import fit
 from admmlab.solvers.base import NonFiniteError
@@ -126,6 +126,19 @@ def test_unbatched_call_keeps_shapes_and_test_mse_is_the_network_error() -> None
     assert all(v.shape == (3,) for v in result.history.values())
     assert [t.shape for t in result.weights] == [t.shape for t in w]
     assert _close(result.history["test_mse"], result.history["train_mse"], 1e-12)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_saturation_and_train_mse_are_those_of_the_network(activation: str) -> None:
+    x, y, w = _square_task(width=20)
+    result = fit(x, y, w, lam=1e-6, beta=1.0, activation=activation, epochs=3)
+    deriv = get_activation(activation).deriv
+    for i, z in enumerate(hidden_forward(result.weights, x, activation), start=1):
+        expected = (deriv(z) < 1e-3).double().mean()
+        assert result.history[f"saturation/layer_{i}"][-1] == expected
+    assert result.history["saturation/layer_2"][-1] > 0
+    f = forward(result.weights, x, activation)
+    assert _close(result.history["train_mse"][-1], ((f - y) ** 2).sum() / len(x), 1e-12)
 
 
 def test_classification_metrics() -> None:

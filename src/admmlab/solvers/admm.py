@@ -395,7 +395,7 @@ def _saturation_edge(activation: Activation) -> float:
     """The ``|z|`` beyond which ``σ'(z) <`` the threshold, by bisection.
 
     ``σ'`` of sigmoid and tanh is even and falls with ``|z|``, so counting
-    ``|Z| > edge`` counts ``σ'(Z) <`` threshold without computing ``σ'``.
+    ``|Z| ≥ edge`` counts ``σ'(Z) <`` threshold without computing ``σ'``.
     """
 
     def saturated(z: float) -> bool:
