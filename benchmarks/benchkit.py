@@ -1,0 +1,122 @@
+"""What the benchmark scripts share: the command line, side-by-side timing, tables.
+
+Timings on a shared machine are noisy, so every comparison is measured in one run,
+the candidates interleaved repeat by repeat, and reported as medians and ratios.
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+from admmlab.data import load_dataset
+from admmlab.data.base import stack_trials
+from admmlab.nets import init_weights
+from admmlab.seeding import generator
+
+Tensor = torch.Tensor
+
+
+def parse_args(doc: str | None) -> argparse.Namespace:
+    """``--quick``: smaller budgets and fewer repeats (a smoke run, not a measurement)."""
+    first_line = (doc or "").strip().splitlines()[0] if doc else None
+    parser = argparse.ArgumentParser(description=first_line)
+    parser.add_argument("--quick", action="store_true", help="small budgets, few repeats")
+    return parser.parse_args()
+
+
+def header(title: str) -> None:
+    """The title and what the numbers depend on: torch's thread count above all."""
+    print(
+        f"{title}\n(torch {torch.__version__}, {torch.get_num_threads()} thread(s); "
+        "set OMP_NUM_THREADS to change)"
+    )
+
+
+def sync(device: torch.device | str) -> None:
+    """Wait for queued device work, so a timer measures it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def interleaved(
+    candidates: dict[str, Callable[[], object]],
+    repeats: int,
+    *,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Median wall seconds of each candidate, run in turn within every repeat.
+
+    Interleaving spreads the machine's load changes evenly over the candidates; one
+    warm-up call each comes first (lazy initialisation, allocator growth).
+    """
+    for run in candidates.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, run in candidates.items():
+            sync(device)
+            start = time.perf_counter()
+            run()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A plain aligned table; floats in compact scientific or fixed notation."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.3g}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.2e}"
+        return str(value)
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print(f"\n{title}")
+    print("  " + "  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  " + "  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def summary(name: str, **values: object) -> None:
+    """One ``summary:`` line that ``run_all.py`` collects into its final table."""
+    parts = " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()
+    )
+    print(f"summary: {name} {parts}")
+
+
+def square_trials(
+    n_trials: int,
+    dims: Sequence[int],
+    *,
+    n_train: int = 1000,
+    scheme: str = "msra",
+    scale: float = 1.0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> tuple[Tensor, Tensor, Tensor, Tensor, list[Tensor]]:
+    """K square-task trials as ``admmlab.train`` builds them: per-seed data and weights.
+
+    Returns ``X, Y, X_test, Y_test`` of shape ``(K, N, ·)`` and weights drawn by
+    ``scheme`` with a leading K; trial k uses seed k.
+    """
+    options = {"n_train": n_train, "n_test": n_train, "noise_std": 0.0, "val_fraction": 0.0}
+    data = stack_trials([load_dataset("square", seed=k, **options) for k in range(n_trials)])
+    per_trial = [
+        init_weights(scheme, dims, scale=scale, generator=generator(k, "init"), dtype=dtype)
+        for k in range(n_trials)
+    ]
+    weights = [torch.stack(layer).to(device) for layer in zip(*per_trial, strict=True)]
+    data = data.to(device, dtype)
+    return data.x_train, data.y_train, data.x_test, data.y_test, weights
+
+
+def max_relative_difference(a: Tensor, b: Tensor) -> float:
+    """``max|a − b| / max|b|`` (0 when both are zero)."""
+    scale = b.abs().max().item()
+    diff = (a - b).abs().max().item()
+    return diff / scale if scale else diff

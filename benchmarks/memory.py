@@ -1,0 +1,233 @@
+"""Peak memory of an ADMM run against the bytes of its iterates and data.
+
+    python benchmarks/memory.py [--quick]
+
+Depth 2, width 300, N = 10000 (``--quick``: N = 2000), float64, 5 iterations, each
+measured in a fresh subprocess: the resident set after importing torch and
+admmlab and building the data is the baseline; the peak (VmHWM, reset just before
+the run) during ``admmlab.solvers.admm.fit`` is compared with the bytes of all
+W, V, U plus X and Y. A second subprocess follows every tensor the run allocates
+and prints which ones are alive at the moment of the largest total, by the line
+of admmlab that made them: the allocations to remove if the ratio is too high.
+"""
+
+import itertools
+import json
+import subprocess
+import sys
+import weakref
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from benchkit import header, parse_args, summary, table
+
+Tensor = torch.Tensor
+MiB = 2**20
+ADMM = {"lam": 1e-6, "beta": 1.0, "activation": "sigmoid"}
+
+
+@dataclass
+class Setting:
+    depth: int = 2
+    width: int = 300
+    n_samples: int = 10000
+    epochs: int = 5
+
+    def dims(self) -> list[int]:
+        return [1, *[self.width] * self.depth, 1]
+
+    def args(self) -> list[str]:
+        return [str(v) for v in (self.depth, self.width, self.n_samples, self.epochs)]
+
+
+def iterate_and_data_bytes(setting: Setting, itemsize: int = 8) -> int:
+    """All W_i, V_i, U_i (V and U: ``n_i × N`` for i = 1..L+1) plus X and Y."""
+    dims = setting.dims()
+    weights = sum(n_out * (n_in + 1) for n_in, n_out in itertools.pairwise(dims))
+    v_and_u = 2 * sum(dims[1:]) * setting.n_samples
+    data = (dims[0] + dims[-1]) * setting.n_samples
+    return (weights + v_and_u + data) * itemsize
+
+
+def _problem(setting: Setting) -> tuple[Tensor, Tensor, list[Tensor]]:
+    from admmlab.nets import init_weights
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(setting.n_samples, 1, generator=g, dtype=torch.float64) * 2 - 1
+    weights = init_weights("msra", setting.dims(), scale=8.0, generator=g)
+    return x, x**2, weights
+
+
+# ---------------------------------------------------------------- resident set (child)
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current resident set (Linux ≥ 4.0); say whether it worked."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def measure_rss(setting: Setting) -> dict[str, float]:
+    """Baseline and peak resident bytes of one ``admm.fit`` in this process."""
+    from admmlab.solvers import admm
+
+    x, y, weights = _problem(setting)
+    baseline = _status_kib("VmRSS") * 1024
+    reset = _reset_peak()
+    admm.fit(x, y, weights, epochs=setting.epochs, **ADMM)
+    # Without a reset, ru_maxrss (the lifetime peak) stands in for the run's peak.
+    peak = _status_kib("VmHWM") * 1024 if reset else _lifetime_peak()
+    return {"baseline": baseline, "peak": peak, "peak_was_reset": reset}
+
+
+def _lifetime_peak() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# ---------------------------------------------------------------- live tensors (child)
+
+
+class LiveTensors(TorchDispatchMode):
+    """Follows the storages that operations allocate, and the set alive at the peak.
+
+    A storage counts from the first operation that returns it until its last tensor
+    is freed; views and in-place results of storages made before the mode add
+    nothing. Each storage is labelled with the innermost admmlab line that made it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, list] = {}  # data_ptr -> [tensor count, bytes, label]
+        self.current = self.peak = 0
+        self.at_peak: list[tuple[int, str]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {id(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, Tensor)}
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, Tensor) and t.device.type != "meta":
+                self._follow(t, fresh=not func.is_view and id(t) not in inputs)
+        return out
+
+    def _follow(self, t: Tensor, fresh: bool) -> None:
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        if key not in self.live:
+            if not fresh or storage.nbytes() == 0:
+                return
+            self.live[key] = [0, storage.nbytes(), _admmlab_line()]
+            self.current += storage.nbytes()
+            if self.current > self.peak:
+                self.peak = self.current
+                self.at_peak = [(entry[1], entry[2]) for entry in self.live.values()]
+        self.live[key][0] += 1
+        weakref.finalize(t, self._release, key)
+
+    def _release(self, key: int) -> None:
+        entry = self.live[key]
+        entry[0] -= 1
+        if entry[0] == 0:
+            self.current -= entry[1]
+            del self.live[key]
+
+
+def _admmlab_line() -> str:
+    """``file:function:line`` of the innermost admmlab frame on the stack."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if "/admmlab/" in path:
+            return f"{Path(path).name}:{frame.f_code.co_name}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "outside admmlab"
+
+
+def trace_live(setting: Setting) -> dict[str, object]:
+    """Peak of live tensor bytes during ``admm.fit`` and who holds them then."""
+    from admmlab.solvers import admm
+
+    x, y, weights = _problem(setting)
+    mode = LiveTensors()
+    with mode:
+        admm.fit(x, y, weights, epochs=setting.epochs, **ADMM)
+    by_line: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for nbytes, label in mode.at_peak:
+        by_line[label][0] += nbytes
+        by_line[label][1] += 1
+    return {"peak": mode.peak, "at_peak": sorted(by_line.items(), key=lambda kv: -kv[1][0])}
+
+
+# ---------------------------------------------------------------- parent
+
+
+CHILD_TASKS: dict[str, Callable[[Setting], dict]] = {"rss": measure_rss, "trace": trace_live}
+
+
+def in_subprocess(task: str, setting: Setting) -> dict:
+    """Run a child task in a fresh interpreter, so imports and earlier runs do not count."""
+    command = [sys.executable, __file__, "--child", task, *setting.args()]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report(setting: Setting, rss: dict, trace: dict) -> float:
+    own = iterate_and_data_bytes(setting)
+    ratio = (rss["peak"] - rss["baseline"]) / own
+    table(
+        f"ADMM, depth {setting.depth}, width {setting.width}, N = {setting.n_samples}, "
+        f"float64, {setting.epochs} iterations (MiB)",
+        ["quantity", "MiB"],
+        [
+            ("W, V, U plus X, Y", own / MiB),
+            ("baseline resident set", rss["baseline"] / MiB),
+            ("peak resident set during fit" + ("" if rss["peak_was_reset"] else " (lifetime)"),
+             rss["peak"] / MiB),
+            ("peak − baseline", (rss["peak"] - rss["baseline"]) / MiB),
+            ("peak of live tensors (traced)", trace["peak"] / MiB),
+        ],
+    )  # fmt: skip
+    print(f"  (peak − baseline) / (iterates + data) = {ratio:.2f}  (target ≤ 2.5)")
+    print(f"  live tensors at their peak / (iterates + data) = {trace['peak'] / own:.2f}")
+    print("  (resident minus live: freed memory the allocator kept; admm.fit raises glibc's")
+    print("  mmap threshold so that freed temporaries are reused instead of faulted in again)")
+    rows = [(label, nbytes / MiB, count) for label, (nbytes, count) in trace["at_peak"]]
+    table(
+        "Tensors alive at the peak, by the admmlab line that allocated them",
+        ["allocated at", "MiB", "tensors"],
+        rows,
+    )
+    summary("memory", ratio=ratio, live_ratio=trace["peak"] / own)
+    return ratio
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        setting = Setting(*(int(v) for v in sys.argv[3:7]))
+        print(json.dumps(CHILD_TASKS[sys.argv[2]](setting)))
+        return
+    args = parse_args(__doc__)
+    header("Peak memory of admmlab.solvers.admm.fit")
+    setting = Setting(n_samples=2000 if args.quick else 10000)
+    report(setting, in_subprocess("rss", setting), in_subprocess("trace", setting))
+
+
+if __name__ == "__main__":
+    main()

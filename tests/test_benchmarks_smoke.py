@@ -1,0 +1,123 @@
+"""The benchmark scripts' core functions at tiny sizes, so they do not rot.
+
+Nothing here asserts a time: only the structure of what each function returns
+and the checks the benchmarks rely on (batched equals separate, the hand-written
+gradients equal autograd's).
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import batched_trials
+import benchkit
+import gpu_check
+import memory
+import run_all
+import sgd_step
+import studies
+import tracking_overhead
+from admmlab.nets import get_activation
+from admmlab.solvers import sgd
+
+
+def test_interleaved_gives_one_median_per_candidate_and_tables_print(capsys):
+    calls = []
+    times = benchkit.interleaved({"a": lambda: calls.append("a"), "b": lambda: None}, 3)
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+    assert len(calls) == 4  # one warm-up, then one per repeat
+    benchkit.table("T", ["name", "value"], [("x", 1.5e-7), ("y", 3)])
+    benchkit.summary("thing", ratio=0.5, ok=True)
+    out = capsys.readouterr().out
+    assert "1.50e-07" in out and "summary: thing ratio=0.5 ok=True" in out
+
+
+@pytest.mark.parametrize("solver", batched_trials.SOLVERS)
+def test_batched_trials_match_separate_runs(solver):
+    c = batched_trials.compare(solver, 4, epochs=2, repeats=1, n_trials=3, n_train=60)
+    assert c.batched_s > 0 and c.separate_s > 0 and c.ratio > 0
+    assert c.mse_difference < 1e-9 and c.weight_difference < 1e-9
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("lam", [0.0, 1e-3])
+def test_hand_written_gradients_are_autograds_bit_for_bit(activation, lam):
+    _, _, _, _, weights = benchkit.square_trials(2, [1, 5, 4, 1], n_train=30)
+    x, y = torch.rand(2, 7, 1, dtype=torch.float64), torch.rand(2, 7, 1, dtype=torch.float64)
+    act = get_activation(activation)
+    hand = sgd.gradients(weights, x, y, act, lam)
+    auto = sgd.autograd_gradients(weights, x, y, act, lam)
+    assert all(torch.equal(h, a) for h, a in zip(hand, auto, strict=True))
+
+
+def test_sgd_step_benchmark_reports_identical_gradients():
+    assert sgd_step.step_microseconds("adam", 2, epochs=1, repeats=1) > 0
+    hand, auto, difference = sgd_step.gradient_comparison(2, repeats=2, lam=1e-3)
+    assert hand > 0 and auto > 0 and difference == 0
+
+
+def test_tracking_overhead_measures_and_profiles(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-by-the-benchmark")
+    result = tracking_overhead.measure(3, 1, tmp_path, extra=["dataset.n_train=100"])
+    assert result.epochs == 3 and result.tracked_s > 0 and result.untracked_s > 0
+    assert isinstance(result.fraction, float)
+    parts = tracking_overhead.profile_tracked(3, tmp_path, extra=["dataset.n_train=100"])
+    assert parts["whole run (profiled)"] > 0
+    assert parts["per-epoch callback (train.log_epoch)"] > 0
+    assert set(tracking_overhead.TRACKING_PARTS) <= set(parts)
+
+
+def test_memory_counts_iterates_and_follows_live_tensors():
+    tiny = memory.Setting(depth=2, width=10, n_samples=200, epochs=2)
+    # W: 10·2 + 10·11 + 1·11; V and U: 2·(10 + 10 + 1)·200; X and Y: 2·200
+    assert memory.iterate_and_data_bytes(tiny) == 8 * (141 + 8400 + 400)
+    rss = memory.in_subprocess("rss", tiny)
+    assert rss["peak"] > 0 and rss["baseline"] > 0
+    traced = memory.trace_live(tiny)
+    assert traced["peak"] > 0
+    labels = [label for label, _ in traced["at_peak"]]
+    assert any(label.startswith("admm.py:") for label in labels)
+
+
+def test_studies_parse_every_small_budget_and_measure_a_setting():
+    from admmlab.paths import sweeps_dir
+
+    for sweep_file in sweeps_dir().glob("*.yaml"):
+        command = studies.small_budget_command(sweep_file)
+        assert command is not None, sweep_file.name
+        assert command[:3] == [sys.executable, "-m", "admmlab.train"]
+    grid = studies.depth_grid()
+    assert max(studies.study_depths("admm_sigmoid", grid)) <= studies.SIGMOID_MAX_DEPTH
+    assert studies.study_depths("adam_relu", grid) == grid
+    cost = studies.measure_setting(
+        "adam_relu", 1, epochs=2, n_trials=2, extra=("model.width=4", "dataset.n_train=100")
+    )
+    assert cost.seconds_per_epoch > 0 and cost.full_epochs == 2000
+    assert cost.projected_s == pytest.approx(2000 * cost.seconds_per_epoch)
+
+
+def test_gpu_check_without_cuda_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py"])
+    gpu_check.main()
+    assert capsys.readouterr().out.strip() == "no CUDA device"
+
+
+def test_gpu_check_runs_its_checks_on_any_device(capsys):
+    epochs = dict.fromkeys(batched_trials.SOLVERS, 1)
+    gpu_check.run_checks("cpu", sizes=(1000,), epochs=1, repeats=1, trial_epochs=epochs, n_trials=2)
+    out = capsys.readouterr().out
+    assert "seconds per iteration" in out and "summary: gpu_check[N=1000,float32]" in out
+
+
+def test_run_all_collects_summaries(tmp_path, capsys):
+    script = tmp_path / "fake.py"
+    script.write_text("import sys\nprint('table')\nprint('summary: fake x=1', sys.argv[1:])\n")
+    outcome = run_all.run_script(script, quick=True, env=run_all.child_env(1))
+    assert outcome.returncode == 0 and outcome.summaries == ["fake x=1 ['--quick']"]
+    run_all.print_summary([outcome])
+    assert "fake.py" in capsys.readouterr().out
