@@ -135,6 +135,7 @@ def test_sigterm_ends_the_run_killed_with_its_partial_history(tmp_path, store_ur
             "solver.epochs=100000",
             "model.width=8",
             "tracking.flush_every=5",
+            "tracking.max_points=0",
         ],
         cwd=tmp_path,
         env=env,

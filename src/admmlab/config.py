@@ -81,6 +81,7 @@ class TrackingConfig:
     uri: str | None = None  # default: MLFLOW_TRACKING_URI, else <repo>/mlruns/mlflow.db
     log_weights: bool = True
     flush_every: int = 100  # epochs between batched metric writes
+    max_points: int = 250  # per-epoch points per MLflow curve (0: every epoch)
 
 
 @dataclass
@@ -137,6 +138,7 @@ def check_ranges(cfg: RunConfig) -> None:
         "solver.lr_every",
         "dataset.n_train",
         "dataset.n_test",
+        "tracking.flush_every",
     ):
         section, _, name = key.rpartition(".")
         _positive_int(key, getattr(getattr(cfg, section) if section else cfg, name))
@@ -162,6 +164,8 @@ def check_ranges(cfg: RunConfig) -> None:
         _fail("dataset.noise_std", "non-negative", d.noise_std)
     if not 0 <= d.val_fraction < 1:
         _fail("dataset.val_fraction", "in [0, 1)", d.val_fraction)
+    if cfg.tracking.max_points < 0:
+        _fail("tracking.max_points", "non-negative (0: every epoch)", cfg.tracking.max_points)
     if not 0 <= cfg.max_failure_rate <= 1:
         _fail("max_failure_rate", "in [0, 1]", cfg.max_failure_rate)
     if s.name == "admm":

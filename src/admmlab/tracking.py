@@ -160,14 +160,24 @@ def _finite(v: float) -> float:
 class SettingRun:
     """One setting: a run, plus one child run per trial when K > 1.
 
-    Per-epoch metrics are buffered and written in batches every
-    ``flush_every`` epochs (and at the end), which keeps tracking cheap.
+    Per-epoch metrics go to MLflow every ``stride`` epochs (the first, the last
+    and the last one seen before a failure always), buffered and written in
+    batches every ``flush_every`` epochs: a SQLite store costs ~50 µs a row, so
+    a long run's curves are thinned; ``history.csv`` keeps every epoch.
     """
 
-    def __init__(self, store: Store, run_id: str, trial_run_ids: list[str], flush_every: int):
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        trial_run_ids: list[str],
+        flush_every: int,
+        stride: int = 1,
+    ):
         self.store, self.run_id, self.trial_run_ids = store, run_id, trial_run_ids
-        self.flush_every = max(1, flush_every)
+        self.flush_every, self.stride = max(1, flush_every), max(1, stride)
         self._buffer: list[list[Metric]] = [[] for _ in self.targets]
+        self._skipped: tuple[int, Mapping[str, Sequence[float]]] | None = None
 
     @property
     def targets(self) -> list[str]:
@@ -176,11 +186,18 @@ class SettingRun:
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, Sequence[float]]) -> None:
         """``metrics[name][k]`` is trial k's value at ``epoch``."""
+        if epoch > 1 and epoch % self.stride:
+            self._skipped = (epoch, metrics)
+            return
+        self._skipped = None
+        self._append(epoch, metrics)
+        if epoch % self.flush_every == 0:
+            self.flush()
+
+    def _append(self, epoch: int, metrics: Mapping[str, Sequence[float]]) -> None:
         now = int(time.time() * 1000)
         for k, buf in enumerate(self._buffer):
             buf.extend(Metric(name, _finite(v[k]), now, epoch) for name, v in metrics.items())
-        if epoch % self.flush_every == 0:
-            self.flush()
 
     def flush(self) -> None:
         for run_id, buf in zip(self.targets, self._buffer, strict=True):
@@ -204,7 +221,9 @@ class SettingRun:
         self.store.log_final(self.run_id, aggregated)
 
     def end(self, status: str, reason: str | None = None) -> None:
-        """Flush what is buffered, then close trials and the setting with ``status``."""
+        """Flush what is buffered (and the last epoch seen), then close with ``status``."""
+        if self._skipped is not None:
+            self._append(*self._skipped)
         self.flush()
         if reason:
             self.store.set_tags(self.run_id, {"failure_reason": reason[:5000]})
@@ -223,6 +242,7 @@ def setting_run(
     seeds: Sequence[int],
     parent: str | None = None,
     flush_every: int = 100,
+    stride: int = 1,
 ) -> Iterator[SettingRun]:
     """Open a setting run (and its trial runs); end it FINISHED, FAILED or KILLED.
 
@@ -240,7 +260,7 @@ def setting_run(
                 tags={**tags, KIND_TAG: "trial", "seed": str(seed)},
             )
             trial_ids.append(tid)
-    run = SettingRun(store, run_id, trial_ids, flush_every)
+    run = SettingRun(store, run_id, trial_ids, flush_every, stride)
     try:
         store.log_params(run_id, params)
         for seed, tid in zip(seeds, trial_ids, strict=False):

@@ -4,6 +4,7 @@
 setting and returns its objective, so Hydra sweepers and Optuna can use it.
 """
 
+import math
 import os
 import signal
 import sys
@@ -132,6 +133,11 @@ def objective_value(name: str, summary: dict[str, list[float]]) -> float:
     return sum(values) / len(values)
 
 
+def curve_stride(epochs: int, max_points: int) -> int:
+    """Log every ``stride``-th epoch so a curve has at most ``max_points`` points."""
+    return 1 if max_points <= 0 else max(1, math.ceil(epochs / max_points))
+
+
 def check_objectives(names: list[str], data: Dataset) -> None:
     """Refuse, before training, an objective that the run will not record."""
     splits = ["train", "test"] + (["val"] if data.x_val is not None else [])
@@ -199,6 +205,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         seeds=seeds,
         parent=parent or os.environ.get(STUDY_ENV),
         flush_every=typed.tracking.flush_every,
+        stride=curve_stride(typed.solver.epochs, typed.tracking.max_points),
     ) as tracked:
 
         def log_epoch(epoch: int, metrics: dict[str, torch.Tensor]) -> None:
