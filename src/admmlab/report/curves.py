@@ -33,14 +33,23 @@ def history_frame(history: Mapping[str, torch.Tensor], seeds: Sequence[int]) -> 
 def learning_curve(frame: pd.DataFrame, path: Path) -> None:
     """Training (and held-out) MSE against epoch, log scale, one line per trial."""
     metrics = [m for m in ("train_mse", "val_mse", "test_mse") if m in frame]
-    long = frame.melt(id_vars=["epoch", "trial"], value_vars=metrics, var_name="metric",
-                      value_name="mse")
+    long = frame.melt(
+        id_vars=["epoch", "trial"], value_vars=metrics, var_name="metric", value_name="mse"
+    )
     # A diverged run's values would push the log axis past the float range: leave them out.
     long["mse"] = long["mse"].where(np.isfinite(long["mse"]) & (long["mse"] < 1e100))
     with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-        sns.lineplot(long, x="epoch", y="mse", hue="metric", units="trial", estimator=None,
-                     ax=ax, linewidth=1)
+        sns.lineplot(
+            long,
+            x="epoch",
+            y="mse",
+            hue="metric",
+            units="trial",
+            estimator=None,
+            ax=ax,
+            linewidth=1,
+        )
         ax.set_yscale("log")
         ax.set_xlabel("epoch (ADMM: iteration)")
         ax.set_ylabel("mean squared error")
