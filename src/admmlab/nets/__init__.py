@@ -5,13 +5,14 @@ with the bias as the last column, optionally with a leading trial dimension K.
 """
 
 from admmlab.nets.activations import ACTIVATIONS, Activation, get_activation
-from admmlab.nets.forward import forward, hidden_forward, with_ones
+from admmlab.nets.forward import affine, forward, hidden_forward, with_ones
 from admmlab.nets.init import INIT_SCHEMES, init_weights
 
 __all__ = [
     "ACTIVATIONS",
     "INIT_SCHEMES",
     "Activation",
+    "affine",
     "forward",
     "get_activation",
     "hidden_forward",

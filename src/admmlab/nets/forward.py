@@ -13,7 +13,7 @@ def with_ones(v: Tensor) -> Tensor:
     return torch.cat([v, ones], dim=-1)
 
 
-def _affine(w: Tensor, v: Tensor) -> Tensor:
+def affine(w: Tensor, v: Tensor) -> Tensor:
     """``ṽ W_iᵀ`` for row samples, without materialising ``ṽ``."""
     return v @ w[..., :-1].transpose(-1, -2) + w[..., -1].unsqueeze(-2)
 
@@ -23,7 +23,7 @@ def hidden_forward(weights: list[Tensor], x: Tensor, activation: str | Activatio
     act = get_activation(activation)
     zs, v = [], x
     for w in weights[:-1]:
-        z = _affine(w, v)
+        z = affine(w, v)
         zs.append(z)
         v = act.fn(z)
     return zs
@@ -38,5 +38,5 @@ def forward(weights: list[Tensor], x: Tensor, activation: str | Activation) -> T
     act = get_activation(activation)
     v = x
     for w in weights[:-1]:
-        v = act.fn(_affine(w, v))
-    return _affine(weights[-1], v)
+        v = act.fn(affine(w, v))
+    return affine(weights[-1], v)

@@ -45,12 +45,6 @@ Tensor = torch.Tensor
 
 SATURATION_THRESHOLD = 1e-3  # σ' below this counts as saturated (ALGORITHM.md)
 
-# ``x ⊙ σ'(Z)`` from ``σ(Z)`` in one pass (autograd's kernels): σ' = σ(1 − σ) for the
-# sigmoid and 1 − σ² for tanh, so σ'(Z) is never stored.
-_TIMES_DERIV = {
-    "sigmoid": torch.ops.aten.sigmoid_backward,
-    "tanh": torch.ops.aten.tanh_backward,
-}
 
 # glibc's largest dynamic mmap threshold (mallopt(3)): 32 MiB on 64-bit systems.
 _GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20
@@ -139,7 +133,7 @@ def _lla_core(
     target: Tensor, act: Tensor, z_lin: Tensor, scale: Tensor, activation: Activation
 ) -> Tensor:
     """``scale · Z_lin − G`` with ``G = (σ(Z) − B) ⊙ σ'(Z)``, given ``act = σ(Z)``."""
-    core = _TIMES_DERIV[activation.name](target - act, act)
+    core = activation.times_deriv(target - act, act)
     return core.addcmul_(z_lin, scale)
 
 
@@ -444,7 +438,7 @@ def _train_metrics(
 
 def _smooth_activation(activation: str | Activation) -> Activation:
     act = get_activation(activation)
-    if not act.smooth or act.name not in _TIMES_DERIV:
+    if not act.smooth:
         raise ValueError(f"ADMM needs a smooth activation (sigmoid or tanh), got {act.name!r}")
     return act
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from admmlab.nets import ACTIVATIONS, Activation, forward, get_activation
+from admmlab.nets import Activation, affine, forward, get_activation
 from admmlab.seeding import generator
 from admmlab.solvers.base import (
     Callback,
@@ -57,37 +57,20 @@ def penalty(weights: list[Tensor], lam: float) -> Tensor:
     return 0.5 * lam * sum(w.square().sum() for w in weights)
 
 
-# ``g ⊙ σ'`` from the layer's output ``σ(z)``: the kernels autograd itself calls, so the
-# hand-written backward pass below gives autograd's numbers bit for bit.
-_TIMES_DERIV = {
-    "relu": lambda g, out: torch.ops.aten.threshold_backward(g, out, 0),
-    "sigmoid": torch.ops.aten.sigmoid_backward,
-    "tanh": torch.ops.aten.tanh_backward,
-}
-
-
-def _affine(w: Tensor, v: Tensor) -> Tensor:
-    """``ṽ W_iᵀ`` for row samples, the same expression as :func:`admmlab.nets.forward`."""
-    return v @ w[..., :-1].transpose(-1, -2) + w[..., -1].unsqueeze(-2)
-
-
 def gradients(
     params: list[Tensor], x: Tensor, y: Tensor, act: Activation, lam: float
 ) -> list[Tensor]:
     """Gradients of ``Σ_k ‖f_k(x) − y‖² / b + λ/2 Σ‖W_i‖²`` (``b`` rows per trial).
 
-    Back-propagation by hand for the built-in activations: a few batched products
-    per layer instead of autograd's graph of views, whose bookkeeping dominated a
-    small net's step. Each operation is the one autograd performs, so the numbers
-    are autograd's (:func:`autograd_gradients`, used for any other activation).
+    Back-propagation by hand: a few batched products per layer instead of
+    autograd's graph of views, whose bookkeeping dominated a small net's step.
+    Each operation is the one autograd performs (``Activation.times_deriv``
+    included), so the numbers are :func:`autograd_gradients`'s bit for bit.
     """
-    if ACTIVATIONS.get(act.name) is not act:
-        return autograd_gradients(params, x, y, act, lam)
-    times_deriv = _TIMES_DERIV[act.name]
     outputs = [x]
     for w in params[:-1]:
-        outputs.append(act.fn(_affine(w, outputs[-1])))
-    grad = (_affine(params[-1], outputs[-1]) - y).mul_(2).mul_(1 / x.shape[-2])
+        outputs.append(act.fn(affine(w, outputs[-1])))
+    grad = (affine(params[-1], outputs[-1]) - y).mul_(2).mul_(1 / x.shape[-2])
     grads = []
     for i in range(len(params) - 1, -1, -1):
         w, v = params[i], outputs[i]
@@ -98,14 +81,14 @@ def gradients(
             g.add_(w * lam)  # not add_(alpha=): a fused multiply-add would round differently
         grads.append(g)
         if i:
-            grad = times_deriv(grad @ w[..., :-1], v)
+            grad = act.times_deriv(grad @ w[..., :-1], v)
     return grads[::-1]
 
 
 def autograd_gradients(
     params: list[Tensor], x: Tensor, y: Tensor, act: Activation, lam: float
 ) -> list[Tensor]:
-    """:func:`gradients` through autograd: the reference, and any activation's fallback."""
+    """:func:`gradients` through autograd: the reference the tests hold it against."""
     leaves = [p.detach().requires_grad_(True) for p in params]
     loss = (forward(leaves, x, act) - y).square().sum() / x.shape[-2]
     if lam:
