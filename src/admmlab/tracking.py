@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import mlflow
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -279,10 +278,6 @@ def artifact_dir() -> tempfile.TemporaryDirectory:
     """A scratch folder whose files are logged as artifacts, then removed."""
     return tempfile.TemporaryDirectory(prefix="admmlab-")
 
-
-def set_tracking_uri(uri: str) -> None:
-    """Point mlflow's fluent API (used by the UI helpers) at ``uri``."""
-    mlflow.set_tracking_uri(uri)
 
 
 def start_study(store: Store, name: str, definition: Mapping[str, Any]) -> str:
