@@ -14,8 +14,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from admmlab.report.store import RunRecord, StudyRecord
 from admmlab.report.style import competitor_order
+from admmlab.tracking.reader import RunRecord, StudyRecord
 
 # The swept axes the figures know, by short name → the flattened config key.
 AXES: dict[str, str] = {

@@ -9,8 +9,8 @@ import pandas as pd
 from admmlab.paths import project_root
 from admmlab.report import figures, tables
 from admmlab.report.aggregate import best_settings, error_label, setting_frame, trial_frame
-from admmlab.report.store import Histories, StudyRecord, load_study, log_report
 from admmlab.tracking import default_uri
+from admmlab.tracking.reader import Histories, StudyRecord, load_study, log_report
 
 REPORT_DIR_ENV = "ADMMLAB_REPORT_DIR"
 HOLD_NOTE = (
@@ -104,7 +104,7 @@ def write_report(
 ) -> Path:
     """Report the study ``ref`` (name or study run id) into ``out``; returns the folder.
 
-    Raises :class:`admmlab.report.store.StudyNotFound` for an unknown study.
+    Raises :class:`admmlab.tracking.reader.StudyNotFound` for an unknown study.
     """
     uri = uri or default_uri()
     record = load_study(uri, ref)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from admmlab.report.build import REPORT_DIR_ENV, write_report
-from admmlab.report.store import StudyNotFound
 from admmlab.tracking import TrackingError, default_uri
+from admmlab.tracking.reader import StudyNotFound
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,8 +1,7 @@
 """Reading a study back from MLflow: the report's only contact with the store.
 
-Besides ``admmlab.tracking`` (which writes), this is the one module that
-imports mlflow. Everything the report draws comes from here, never from a
-process's memory, so any past study can be re-drawn.
+Everything the report draws comes from here, never from a process's memory,
+so any past study can be re-drawn.
 """
 
 import re

@@ -1,4 +1,6 @@
-"""MLflow bookkeeping: the only module that imports mlflow.
+"""MLflow bookkeeping: this package is the only place that imports mlflow.
+
+This module writes; :mod:`admmlab.tracking.reader` reads studies back for reports.
 
 A *setting run* holds one configuration; with K > 1 trials its seeds are
 child runs and the setting run holds the mean and std of each final metric.
@@ -277,7 +279,6 @@ def setting_run(
 def artifact_dir() -> tempfile.TemporaryDirectory:
     """A scratch folder whose files are logged as artifacts, then removed."""
     return tempfile.TemporaryDirectory(prefix="admmlab-")
-
 
 
 def start_study(store: Store, name: str, definition: Mapping[str, Any]) -> str:
