@@ -6,14 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from scipy.io import savemat
 
 from admmlab.config import validate
 from admmlab.data import DataError, Dataset, load_dataset
 from admmlab.data.formats import read_pgm
 from admmlab.data.real import DEFAULTS, PTB_FILES, REAL_DATASETS
-from admmlab.paths import conf_dir
 
 NOAA = [
     "EQ_LATITUDE",
@@ -24,11 +22,6 @@ NOAA = [
     "EQ_DEPTH",
     "MMI",
 ]
-
-
-def compose_config(*overrides: str):
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def all_rows(d: Dataset) -> torch.Tensor:
@@ -256,10 +249,10 @@ def test_ptb_csvs_load_with_the_papers_proportions(tmp_path):
     assert_disjoint(d)
 
 
-def test_ptb_path_from_the_environment_variable(tmp_path, monkeypatch):
+def test_ptb_path_from_the_environment_variable(tmp_path, monkeypatch, make_cfg):
     monkeypatch.setenv("ADMMLAB_PTB", str(write_ptb(tmp_path / "ptb")))
     cfg = validate(
-        compose_config("dataset=ptb", "dataset.options.n_train=10", "dataset.options.n_test=20")
+        make_cfg("dataset=ptb", "dataset.options.n_train=10", "dataset.options.n_test=20")
     )
     d = load_dataset("ptb", seed=0, **{k: v for k, v in vars(cfg.dataset).items() if k != "name"})
     assert (d.x_train.shape[0] + d.x_val.shape[0], d.x_test.shape[0]) == (10, 20)
@@ -343,8 +336,8 @@ def test_bundled_sets_split_stratified(name, size, classes):
 
 
 @pytest.mark.parametrize("name", REAL_DATASETS)
-def test_yaml_documents_the_loaders_defaults(name):
-    cfg = validate(compose_config(f"dataset={name}"))
+def test_yaml_documents_the_loaders_defaults(name, make_cfg):
+    cfg = validate(make_cfg(f"dataset={name}"))
     assert cfg.dataset.name == name and cfg.dataset.val_fraction == 0.2
     assert cfg.dataset.options == DEFAULTS[name]
 
@@ -354,16 +347,16 @@ COMPETITORS = ["admm_sigmoid", "sgd_sigmoid", "sgd_relu", "sgdm_relu", "adam_rel
 
 @pytest.mark.parametrize("competitor", COMPETITORS)
 @pytest.mark.parametrize("name", REAL_DATASETS)
-def test_competitor_presets_find_a_structure_for_every_real_set(name, competitor):
-    cfg = validate(compose_config(f"experiment={competitor}", f"dataset={name}"))
+def test_competitor_presets_find_a_structure_for_every_real_set(name, competitor, make_cfg):
+    cfg = validate(make_cfg(f"experiment={competitor}", f"dataset={name}"))
     assert cfg.model.depth >= 1 and cfg.model.width >= 1
 
 
 @pytest.mark.parametrize("preset", ["real_digits_admm", "real_digits_adam"])
-def test_training_on_digits_reports_validation_and_test_accuracy(preset):
+def test_training_on_digits_reports_validation_and_test_accuracy(preset, make_cfg):
     from admmlab.train import run
 
-    cfg = compose_config(
+    cfg = make_cfg(
         f"experiment={preset}", "solver.epochs=2", "model.width=20", "tracking.enabled=false"
     )
     outcome = run(cfg)
