@@ -197,6 +197,7 @@ def update_hidden_outputs_lla(
     core = _lla_core(target_next, activation.fn(z_w + bias), z_w, mu / 2, activation)
     # β_i C = U_i⁻ + β_i S
     rhs = torch.baddbmm(torch.add(u, s, alpha=beta), w_bar.mT, core, alpha=beta_next)
+    del z_w, core  # two n × N temporaries fewer while the solve allocates its own
     system = _add_to_diagonal(_lower_gram(w_bar.mT) * (beta_next * mu / 2), beta)
     return _solve_left(system, rhs)
 
@@ -557,6 +558,7 @@ def fit(
         metrics["epoch_time_s"] = torch.full((n_trials,), elapsed, dtype=dtype, device=device)
         recorder.record(epoch, metrics)
         good_weights = list(it.w)
+        del residuals  # else they stay alive through the next iteration's peak
     return result(good_weights)
 
 
