@@ -2,7 +2,8 @@
 
 A study on the square task: ADMM on sigmoid nets against the four SGD-type
 competitors over a few depths, 3 trials per setting, plus a 2 × 2
-initialisation comparison, all tracked in MLflow; then the study's report.
+initialisation comparison and ADMM's 3 × 3 λ × β grid, all tracked in MLflow;
+then the study's report.
 ``MLFLOW_TRACKING_URI`` and ``ADMMLAB_REPORT_DIR`` redirect the store and the report.
 """
 
@@ -49,6 +50,9 @@ COMPETITORS = {
 INIT_SCHEMES = ("msra", "xavier")
 INIT_COMPETITORS = ("ADMM (sigmoid)", "Adam (ReLU)")
 INIT_DEPTH = 2
+# ADMM's λ × β stability at depth 2: three decades each around the paper's defaults.
+LAMS = (1e-8, 1e-6, 1e-4)
+BETAS = (0.1, 1.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -56,9 +60,13 @@ class Setting:
     competitor: str
     depth: int
     init: str = "msra"
+    lam_beta: tuple[float, float] | None = None  # ADMM only; None: the solver's defaults
 
     def overrides(self) -> list[str]:
         solver, activation, _ = COMPETITORS[self.competitor]
+        extra = []
+        if self.lam_beta is not None:
+            extra = [f"solver.lam={self.lam_beta[0]}", f"solver.beta={self.lam_beta[1]}"]
         return [
             *COMMON,
             f"solver={solver}",
@@ -66,13 +74,22 @@ class Setting:
             f"init={self.init}",
             f"model.depth={self.depth}",
             f"solver.epochs={EPOCHS[solver]}",
+            *extra,
         ]
 
 
 def settings() -> list[Setting]:
-    """Every competitor at its depths, then the init schemes not already covered."""
+    """Every competitor at its depths, then the init schemes and ADMM's λ × β grid
+    (the point at the defaults, λ = 1e-6 and β = 1, is the depth-2 setting itself)."""
     grid = [Setting(c, d) for c, (_, _, depths) in COMPETITORS.items() for d in depths]
     extra = [Setting(c, INIT_DEPTH, i) for c in INIT_COMPETITORS for i in INIT_SCHEMES]
+    admm = "ADMM (sigmoid)"
+    extra += [
+        Setting(admm, INIT_DEPTH, lam_beta=(lam, beta))
+        for lam in LAMS
+        for beta in BETAS
+        if (lam, beta) != (1e-6, 1.0)
+    ]
     return grid + [s for s in extra if s not in grid]
 
 
@@ -84,6 +101,7 @@ def definition() -> dict[str, object]:
         # MLflow param names allow no parentheses: key by solver-activation.
         **{f"depths.{s}-{a}": list(d) for s, a, d in COMPETITORS.values()},
         "init_comparison": f"{list(INIT_SCHEMES)} x {list(INIT_COMPETITORS)} at depth {INIT_DEPTH}",
+        "admm_lam_beta": f"lam {list(LAMS)} x beta {list(BETAS)} at depth {INIT_DEPTH}",
         "width": WIDTH,
         "trials": TRIALS,
         "n_train": N_TRAIN,
@@ -127,9 +145,12 @@ def run_study(store: tracking.Store) -> str:
         for i, setting in enumerate(todo, start=1):
             start = time.perf_counter()
             outcome, result = run_setting(setting, study_id)
+            knobs = ""
+            if setting.lam_beta is not None:
+                knobs = f" lam {setting.lam_beta[0]:g} beta {setting.lam_beta[1]:g}"
             print(
                 f"[demo] {i:2d}/{len(todo)} {setting.competitor:15s} depth {setting.depth} "
-                f"init {setting.init:7s} {result} ({time.perf_counter() - start:.1f} s)",
+                f"init {setting.init:7s}{knobs} {result} ({time.perf_counter() - start:.1f} s)",
                 flush=True,
             )
             if outcome and outcome.objective < float(best["objective"]):  # NaN never wins
