@@ -113,6 +113,19 @@ def _count(value: float) -> str:
     return str(int(value)) if math.isfinite(value) else "–"
 
 
+def _error_cells(r) -> dict[str, str]:
+    """The error columns both tables share: mean (std), median, trial count."""
+    return {
+        "error: mean (std)": mean_std(r.error_mean, r.error_std),
+        "median": sci(r.error_median),
+        "trials": _count(r.n),
+    }
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "–"
+
+
 def best_display(table: pd.DataFrame) -> pd.DataFrame:
     """The Markdown form of :func:`best_table`: paper-style "mean (std)" cells."""
     rows = []
@@ -122,14 +135,10 @@ def best_display(table: pd.DataFrame) -> pd.DataFrame:
                 "task": r.dataset,
                 "competitor": r.competitor,
                 "(depth, width)": structure(r.depth, r.width),
-                "error: mean (std)": mean_std(r.error_mean, r.error_std),
-                "median": sci(r.error_median),
-                "trials": _count(r.n),
+                **_error_cells(r),
                 "diverged / failed": f"{_count(r.n_diverged)} / {_count(r.n_failed)}",
                 "failed trials, all settings": _count(r.bad_trials_all),
-                "run time (s)": "–"
-                if not math.isfinite(r.run_time_mean_s)
-                else f"{r.run_time_mean_s:.2f}",
+                "run time (s)": _seconds(r.run_time_mean_s),
                 "paper: mean (std)": mean_std(r.paper_error_mean, r.paper_error_std),
                 "paper (depth, width)": structure(r.paper_depth, r.paper_width),
             }
@@ -145,14 +154,10 @@ def settings_display(settings: pd.DataFrame) -> pd.DataFrame:
                 "task": r.dataset,
                 "competitor": r.competitor,
                 "setting": r.label,
-                "error: mean (std)": mean_std(r.error_mean, r.error_std),
-                "median": sci(r.error_median),
-                "trials": _count(r.n),
+                **_error_cells(r),
                 "diverged": _count(r.n_diverged),
                 "failed": _count(r.n_failed),
-                "run time (s)": "–"
-                if not math.isfinite(r.run_time_mean_s)
-                else f"{r.run_time_mean_s:.2f}",
+                "run time (s)": _seconds(r.run_time_mean_s),
             }
         )
     return pd.DataFrame(rows)
