@@ -7,7 +7,6 @@ then the study's report.
 ``MLFLOW_TRACKING_URI`` and ``ADMMLAB_REPORT_DIR`` redirect the store and the report.
 """
 
-import math
 import os
 import sys
 import time
@@ -20,8 +19,8 @@ from hydra import compose, initialize_config_dir
 from admmlab import tracking
 from admmlab.paths import conf_dir, mlruns_dir
 from admmlab.report.build import write_report
-from admmlab.sweeping import STUDY_NAME_ENV
-from admmlab.train import Outcome, run
+from admmlab.sweeping import STUDY_NAME_ENV, best_setting
+from admmlab.train import run
 
 STUDY = "demo"
 EXPERIMENT = "demo"
@@ -123,8 +122,8 @@ def study_env(name: str) -> Iterator[None]:
             os.environ[STUDY_NAME_ENV] = before
 
 
-def run_setting(setting: Setting, study_id: str) -> tuple[Outcome | None, str]:
-    """Train one setting; returns its outcome (None if it failed) and a one-line result.
+def run_setting(setting: Setting, study_id: str) -> str:
+    """Train one setting; returns a one-line result.
 
     A failure is not fatal: ``train.run`` has recorded the run FAILED, with its reason.
     """
@@ -132,19 +131,18 @@ def run_setting(setting: Setting, study_id: str) -> tuple[Outcome | None, str]:
     try:
         outcome = run(cfg, parent=study_id)
     except Exception as err:
-        return None, f"FAILED ({type(err).__name__}: {err})"
-    return outcome, f"{outcome.objective_name} {outcome.objective:.2e}"
+        return f"FAILED ({type(err).__name__}: {err})"
+    return f"{outcome.objective_name} {outcome.objective:.2e}"
 
 
 def run_study(store: tracking.Store) -> str:
     """Run every setting under one study run; returns the study run's id."""
     study_id = tracking.start_study(store, STUDY, definition())
     todo = settings()
-    best: dict[str, object] = {"objective": math.inf}
     with study_env(STUDY), initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         for i, setting in enumerate(todo, start=1):
             start = time.perf_counter()
-            outcome, result = run_setting(setting, study_id)
+            result = run_setting(setting, study_id)
             knobs = ""
             if setting.lam_beta is not None:
                 knobs = f" lam {setting.lam_beta[0]:g} beta {setting.lam_beta[1]:g}"
@@ -153,16 +151,8 @@ def run_study(store: tracking.Store) -> str:
                 f"init {setting.init:7s}{knobs} {result} ({time.perf_counter() - start:.1f} s)",
                 flush=True,
             )
-            if outcome and outcome.objective < float(best["objective"]):  # NaN never wins
-                best = {
-                    "objective": outcome.objective,
-                    "competitor": setting.competitor,
-                    "depth": setting.depth,
-                    "init": setting.init,
-                }
-    tracking.end_study(
-        store, study_id, best=best if math.isfinite(float(best["objective"])) else None
-    )
+    best = best_setting(tracking.study_settings(store, study_id))
+    tracking.end_study(store, study_id, best=best)
     return study_id
 
 
