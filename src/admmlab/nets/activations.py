@@ -14,14 +14,18 @@ class Activation:
 
     ``times_deriv(g, out)`` is ``g ⊙ σ'(z)`` computed from the output ``out = σ(z)``
     with the kernels autograd itself calls, so hand-written backward passes give
-    autograd's numbers bit for bit and ``σ'`` is never stored.
+    autograd's numbers bit for bit and ``σ'`` is never stored. ``fn_`` and
+    ``times_deriv_`` are the same, written into their first argument (for solvers
+    whose memory peak is a handful of ``n × N`` arrays).
     """
 
     name: str
     fn: Callable[[Tensor], Tensor]
+    fn_: Callable[[Tensor], Tensor]
     value_and_deriv: Callable[[Tensor], tuple[Tensor, Tensor]]
     smooth: bool
     times_deriv: Callable[[Tensor, Tensor], Tensor]
+    times_deriv_: Callable[[Tensor, Tensor], Tensor]
 
     def deriv(self, z: Tensor) -> Tensor:
         return self.value_and_deriv(z)[1]
@@ -45,12 +49,46 @@ def _relu_times_deriv(g: Tensor, out: Tensor) -> Tensor:
     return torch.ops.aten.threshold_backward(g, out, 0)
 
 
+def _relu_times_deriv_(g: Tensor, out: Tensor) -> Tensor:
+    return torch.ops.aten.threshold_backward.grad_input(g, out, 0, grad_input=g)
+
+
+def _sigmoid_times_deriv_(g: Tensor, out: Tensor) -> Tensor:
+    return torch.ops.aten.sigmoid_backward.grad_input(g, out, grad_input=g)
+
+
+def _tanh_times_deriv_(g: Tensor, out: Tensor) -> Tensor:
+    return torch.ops.aten.tanh_backward.grad_input(g, out, grad_input=g)
+
+
 ACTIVATIONS: dict[str, Activation] = {
     "sigmoid": Activation(
-        "sigmoid", torch.sigmoid, _sigmoid_vd, True, torch.ops.aten.sigmoid_backward
+        name="sigmoid",
+        fn=torch.sigmoid,
+        fn_=torch.sigmoid_,
+        value_and_deriv=_sigmoid_vd,
+        smooth=True,
+        times_deriv=torch.ops.aten.sigmoid_backward,
+        times_deriv_=_sigmoid_times_deriv_,
     ),
-    "tanh": Activation("tanh", torch.tanh, _tanh_vd, True, torch.ops.aten.tanh_backward),
-    "relu": Activation("relu", torch.relu, _relu_vd, False, _relu_times_deriv),
+    "tanh": Activation(
+        name="tanh",
+        fn=torch.tanh,
+        fn_=torch.tanh_,
+        value_and_deriv=_tanh_vd,
+        smooth=True,
+        times_deriv=torch.ops.aten.tanh_backward,
+        times_deriv_=_tanh_times_deriv_,
+    ),
+    "relu": Activation(
+        name="relu",
+        fn=torch.relu,
+        fn_=torch.relu_,
+        value_and_deriv=_relu_vd,
+        smooth=False,
+        times_deriv=_relu_times_deriv,
+        times_deriv_=_relu_times_deriv_,
+    ),
 }
 
 

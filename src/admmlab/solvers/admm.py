@@ -54,29 +54,37 @@ _GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20
 
 
 def _cholesky(system: Tensor) -> Tensor:
-    """Lower Cholesky factor; a trial whose system is not SPD gets a NaN factor.
+    """Upper Cholesky factor ``U`` (``M = UᵀU``); a trial whose system is not SPD gets NaN.
 
-    ``cholesky_ex`` does not synchronise with the device; the NaN then surfaces in
-    the iterate and the per-iteration finiteness check names it.
+    The upper factor of a row-major matrix is LAPACK's lower one of the column-major
+    view, so no transposed copy is made. ``cholesky_ex`` does not synchronise with the
+    device; the NaN surfaces in the iterate and the per-iteration check names it.
     """
-    factor, info = torch.linalg.cholesky_ex(system)
+    factor, info = torch.linalg.cholesky_ex(system, upper=True)
     failed = (info != 0).reshape(-1, 1, 1)
     return factor.masked_fill(failed, math.nan)
 
 
 def _solve_right(rhs: Tensor, system: Tensor) -> Tensor:
-    """``R M⁻¹ = R L⁻ᵀ L⁻¹`` for SPD ``M = LLᵀ``: two triangular solves from the right.
+    """``R M⁻¹`` for SPD ``M``, as ``(M⁻¹Rᵀ)ᵀ`` by Cholesky and two triangular solves.
 
-    Measured faster here than ``cholesky_solve`` on ``Rᵀ``, which copies its input.
+    For the weight systems ``λI + c·AAᵀ`` of steps 1–2, ill-conditioned at small λ.
+    ``Rᵀ`` of a row-major ``R`` is column-major, LAPACK's own layout: no copy.
     """
-    factor = _cholesky(system)
-    half = torch.linalg.solve_triangular(factor.mT, rhs, upper=True, left=False)
-    return torch.linalg.solve_triangular(factor, half, upper=False, left=False)
+    return torch.cholesky_solve(rhs.mT, _cholesky(system), upper=True).mT
 
 
-def _solve_left(system: Tensor, rhs: Tensor) -> Tensor:
-    """``M⁻¹ R``, solved as ``(Rᵀ M⁻¹)ᵀ``; row-major ``R`` gives a row-major result."""
-    return _solve_right(rhs.mT, system).mT
+def _apply_shifted_inverse(system: Tensor, rhs: Tensor) -> Tensor:
+    """``M⁻¹ R`` for ``M = βI + PSD`` (the ``V`` systems of step 3), factor-then-multiply.
+
+    The Cholesky factor gives ``M⁻¹`` (``cholesky_inverse``), then one matrix product
+    with the ``n × N`` right side. ALGORITHM.md asks for triangular solves; this is
+    the same solve to rounding, chosen by measurement (``benchmarks/admm_iteration.py``:
+    the product runs at matmul speed, the solves well below it). It is reserved for
+    these systems because their eigenvalues are at least ``β``, so the explicit
+    inverse loses no accuracy; the weight systems keep :func:`_solve_right`.
+    """
+    return torch.cholesky_inverse(_cholesky(system), upper=True) @ rhs
 
 
 def _add_to_diagonal(m: Tensor, value: float) -> Tensor:
@@ -96,17 +104,17 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a.reshape(n_trials, 1, -1) @ b.reshape(n_trials, -1, 1)).reshape(n_trials)
 
 
-def _lower_gram(a: Tensor, blocks: int = 3) -> Tensor:
-    """``aaᵀ`` with the blocks on and below the diagonal filled, the rest zero.
+def _upper_gram(a: Tensor, blocks: int = 3) -> Tensor:
+    """``aaᵀ`` with the blocks on and above the diagonal filled, the rest zero.
 
-    Cholesky reads only the lower triangle, and skipping the blocks above the
-    diagonal saves a third of the product (torch has no ``syrk``).
+    The upper Cholesky factor reads only the upper triangle, and skipping the blocks
+    below the diagonal saves a third of the product (torch has no ``syrk``).
     """
     rows = a.shape[-2]
     out = a.new_zeros((*a.shape[:-2], rows, rows))
     edges = [rows * j // blocks for j in range(blocks + 1)]
     for lo, hi in itertools.pairwise(edges):
-        out[..., lo:hi, :hi] = a[..., lo:hi, :] @ a[..., :hi, :].mT
+        out[..., lo:hi, lo:] = a[..., lo:hi, :] @ a[..., lo:, :].mT
     return out
 
 
@@ -133,7 +141,7 @@ def _lla_core(
     target: Tensor, act: Tensor, z_lin: Tensor, scale: Tensor, activation: Activation
 ) -> Tensor:
     """``scale · Z_lin − G`` with ``G = (σ(Z) − B) ⊙ σ'(Z)``, given ``act = σ(Z)``."""
-    core = activation.times_deriv(target - act, act)
+    core = activation.times_deriv_(target - act, act)
     return core.addcmul_(z_lin, scale)
 
 
@@ -194,12 +202,12 @@ def update_hidden_outputs_lla(
     """
     w_bar, bias = w_next[..., :-1], w_next[..., -1:]
     z_w = w_bar @ v
-    core = _lla_core(target_next, activation.fn(z_w + bias), z_w, mu / 2, activation)
+    core = _lla_core(target_next, activation.fn_(z_w + bias), z_w, mu / 2, activation)
     # β_i C = U_i⁻ + β_i S
     rhs = torch.baddbmm(torch.add(u, s, alpha=beta), w_bar.mT, core, alpha=beta_next)
     del z_w, core  # two n × N temporaries fewer while the solve allocates its own
-    system = _add_to_diagonal(_lower_gram(w_bar.mT) * (beta_next * mu / 2), beta)
-    return _solve_left(system, rhs)
+    system = _add_to_diagonal(_upper_gram(w_bar.mT) * (beta_next * mu / 2), beta)
+    return _apply_shifted_inverse(system, rhs)
 
 
 def update_last_hidden_outputs(
@@ -225,7 +233,7 @@ def update_last_hidden_outputs(
     if m < n:
         return _woodbury_solve(p, pull, w_bar, beta, beta_out)
     system = _add_to_diagonal(beta_out * (w_bar.mT @ w_bar), beta)
-    return _solve_left(system, torch.baddbmm(p, w_bar.mT, pull, alpha=-1.0))
+    return _apply_shifted_inverse(system, torch.baddbmm(p, w_bar.mT, pull, alpha=-1.0))
 
 
 def _woodbury_solve(p: Tensor, e: Tensor, w_bar: Tensor, beta: float, beta_out: float) -> Tensor:
@@ -238,7 +246,7 @@ def _woodbury_solve(p: Tensor, e: Tensor, w_bar: Tensor, beta: float, beta_out: 
     """
     gram = w_bar @ w_bar.mT
     projected = w_bar @ p - gram @ e
-    t = _solve_left(_add_to_diagonal(gram, beta / beta_out), projected)
+    t = _apply_shifted_inverse(_add_to_diagonal(gram, beta / beta_out), projected)
     return torch.baddbmm(p, w_bar.mT, e + t, beta=1.0 / beta, alpha=-1.0 / beta)
 
 
@@ -250,33 +258,34 @@ def update_output(y: Tensor, u_out: Tensor, f: Tensor, *, beta_out: float) -> Te
     return torch.add(y + u_out, f, alpha=beta_out).div_(1 + beta_out)
 
 
-def update_multipliers(u: list[Tensor], residuals: list[Tensor], betas: Sequence[float]) -> None:
-    """Step 5, in place: ``U_i⁺ = U_i⁻ + β_i r_i`` with the constraint residuals
-    ``r_i = σ(W_i⁺Ṽ_{i-1}⁺) − V_i⁺`` (``i ≤ L``), ``r_{L+1} = W_{L+1}⁺Ṽ_L⁺ − V_{L+1}⁺``.
+def update_multiplier(u: Tensor, residual: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+    """Step 5 for one constraint, in place: ``U_i⁺ = U_i⁻ + β_i r_i``, with the residual
+    ``r_i = σ(W_i⁺Ṽ_{i-1}⁺) − V_i⁺`` (``i ≤ L``) or ``r_{L+1} = W_{L+1}⁺Ṽ_L⁺ − V_{L+1}⁺``.
+
+    Returns what 𝓛 and the residual curves need of ``r_i``, ``‖r_i‖²`` and
+    ``⟨U_i⁺, r_i⟩`` per trial, so the caller need not keep ``r_i`` alive.
     """
-    for u_i, r_i, b_i in zip(u, residuals, betas, strict=True):
-        u_i.add_(r_i, alpha=b_i)
+    u.add_(residual, alpha=beta)
+    return _sum_sq(residual), _dot(u, residual)
 
 
 def augmented_lagrangian(
     v_out: Tensor,
     y: Tensor,
     weights: list[Tensor],
-    u: list[Tensor],
-    residuals: list[Tensor],
-    res_sq: list[Tensor],
+    constraints: list[tuple[Tensor, Tensor]],
     *,
     lam: float,
     betas: Sequence[float],
 ) -> Tensor:
     """𝓛 of ALGORITHM.md per trial, ``(K,)``, at the new iterate.
 
-    ``residuals`` are the ``r_i`` of step 5 and ``res_sq`` their ``‖r_i‖²``.
+    ``constraints`` holds ``(‖r_i‖², ⟨U_i, r_i⟩)`` per constraint, from :func:`update_multiplier`.
     """
     value = 0.5 * _sum_sq(v_out - y)
     value = value + 0.5 * lam * sum(_sum_sq(w) for w in weights)
-    for u_i, r_i, sq_i, b_i in zip(u, residuals, res_sq, betas, strict=True):
-        value = value + _dot(u_i, r_i) + 0.5 * b_i * sq_i
+    for (sq_i, dot_i), b_i in zip(constraints, betas, strict=True):
+        value = value + dot_i + 0.5 * b_i * sq_i
     return value
 
 
@@ -293,7 +302,7 @@ class _Iterate:
     u: list[Tensor]  # U_i, like V_i, i = 1..L+1
     pre: list[Tensor]  # Z_i = W_iṼ_{i-1}, i = 1..L
     act: list[Tensor]  # σ(Z_i)
-    gram: list[Tensor]  # Ṽ_iṼ_iᵀ, i = 0..L (index i; lower triangle for i ≥ 1)
+    gram: list[Tensor]  # Ṽ_iṼ_iᵀ, i = 0..L (index i; upper triangle for i ≥ 1)
 
     @property
     def depth(self) -> int:
@@ -329,7 +338,7 @@ def _initial_iterate(x_ext: Tensor, weights: list[Tensor], activation: Activatio
         v_ext.append(_ones_row_buffer(act[-1]))
     v_out = weights[-1] @ v_ext[-1]
     u = [torch.zeros_like(s) for s in act] + [torch.zeros_like(v_out)]
-    gram = [x_ext @ x_ext.mT] + [_lower_gram(v) for v in v_ext[1:]]
+    gram = [x_ext @ x_ext.mT] + [_upper_gram(v) for v in v_ext[1:]]
     return _Iterate(list(weights), v_ext, v_out, u, pre, act, gram)
 
 
@@ -338,8 +347,11 @@ def _initial_iterate(x_ext: Tensor, weights: list[Tensor], activation: Activatio
 
 def admm_iteration(
     it: _Iterate, y: Tensor, activation: Activation, *, lam: float, betas: Sequence[float]
-) -> list[Tensor]:
-    """One iteration k of ALGORITHM.md, in place; returns the residuals ``r_1..r_{L+1}``."""
+) -> list[tuple[Tensor, Tensor]]:
+    """One iteration k of ALGORITHM.md, in place.
+
+    Returns ``(‖r_i‖², ⟨U_i, r_i⟩)`` per constraint ``i = 1..L+1``.
+    """
     depth = it.depth
     beta_out = betas[depth]
     targets = [lla_target(it.v(i), it.u[i - 1], betas[i - 1]) for i in range(1, depth + 1)]
@@ -353,6 +365,10 @@ def admm_iteration(
             *targets[i - 1], it.pre[i - 1], it.act[i - 1], it.v_ext[i - 1], it.gram[i - 1],
             activation, lam=lam, beta=betas[i - 1],
         )  # fmt: skip
+    # The previous Z, σ(Z) and B_1 are spent: release them before step 3's peak.
+    it.pre.clear()
+    it.act.clear()
+    targets.pop(0)
 
     # Step 3: all hidden V, forward; V_{i+1} and every U are still the previous ones.
     for i in range(1, depth + 1):
@@ -360,7 +376,7 @@ def admm_iteration(
         s = activation.fn(z)
         if i < depth:
             v_new = update_hidden_outputs_lla(
-                s, it.u[i - 1], it.v(i), it.w[i], *targets[i], activation,
+                s, it.u[i - 1], it.v(i), it.w[i], *targets.pop(0), activation,
                 beta=betas[i - 1], beta_next=betas[i],
             )  # fmt: skip
         else:
@@ -369,18 +385,22 @@ def admm_iteration(
                 beta=betas[i - 1], beta_out=beta_out,
             )  # fmt: skip
         it.v(i).copy_(v_new)
-        it.gram[i] = _lower_gram(it.v_ext[i])
-        it.pre[i - 1], it.act[i - 1] = z, s
+        del v_new
+        it.gram[i] = _upper_gram(it.v_ext[i])
+        it.pre.append(z)
+        it.act.append(s)
 
     # Step 4.
     f = it.w[depth] @ it.v_ext[depth]
     it.v_out = update_output(y, it.u[depth], f, beta_out=beta_out)
 
-    # Step 5.
-    residuals = [it.act[i - 1] - it.v(i) for i in range(1, depth + 1)]
-    residuals.append(f - it.v_out)
-    update_multipliers(it.u, residuals, betas)
-    return residuals
+    # Step 5, one constraint at a time, so that one residual at most is alive.
+    constraints = [
+        update_multiplier(it.u[i - 1], it.act[i - 1] - it.v(i), betas[i - 1])
+        for i in range(1, depth + 1)
+    ]
+    constraints.append(update_multiplier(it.u[depth], f - it.v_out, beta_out))
+    return constraints
 
 
 # ---------------------------------------------------------------- metrics
@@ -406,8 +426,12 @@ def _saturation_edge(activation: Activation) -> float:
 
 
 def _saturation(pre: Tensor, edge: float) -> Tensor:
-    """Share of pre-activations with ``σ' <`` the threshold, per trial."""
-    count = torch.count_nonzero(pre.abs() >= edge, dim=(-2, -1))
+    """Share of pre-activations with ``σ' <`` the threshold, per trial.
+
+    Two comparisons rather than ``|Z| ≥ edge``: no ``n × N`` temporary at the peak.
+    """
+    dims = (-2, -1)
+    count = torch.count_nonzero(pre >= edge, dim=dims) + torch.count_nonzero(pre <= -edge, dim=dims)
     return count.to(pre.dtype) / (pre.shape[-2] * pre.shape[-1])
 
 
@@ -425,7 +449,7 @@ def _train_metrics(
         w = it.w[i - 1]
         z = torch.baddbmm(w[..., -1:], w[..., :-1], hidden)
         metrics[f"saturation/layer_{i}"] = _saturation(z, edge)
-        hidden = activation.fn(z)
+        hidden = activation.fn_(z)
     metrics.update(
         evaluate(
             it.w[-1:], activation, {"train": (hidden.mT, y_rows)}, classification=classification
@@ -538,11 +562,10 @@ def fit(
 
     for epoch in range(1, int(epochs) + 1):
         start = time.perf_counter()
-        residuals = admm_iteration(it, y_cols, act, lam=lam, betas=betas)
-        res_sq = [_sum_sq(r) for r in residuals]
+        constraints = admm_iteration(it, y_cols, act, lam=lam, betas=betas)
         metrics = {
             "aug_lagrangian": augmented_lagrangian(
-                it.v_out, y_cols, it.w, it.u, residuals, res_sq, lam=lam, betas=betas
+                it.v_out, y_cols, it.w, constraints, lam=lam, betas=betas
             )
         }
         metrics.update(_train_metrics(it, Y, act, edge, classification))
@@ -553,12 +576,11 @@ def fit(
             err.partial = result(good_weights)
             raise
         elapsed = time.perf_counter() - start
-        for i, sq in enumerate(res_sq, start=1):
+        for i, (sq, _) in enumerate(constraints, start=1):
             metrics[f"residual/layer_{i}"] = sq.sqrt()
         metrics["epoch_time_s"] = torch.full((n_trials,), elapsed, dtype=dtype, device=device)
         recorder.record(epoch, metrics)
         good_weights = list(it.w)
-        del residuals  # else they stay alive through the next iteration's peak
     return result(good_weights)
 
 
