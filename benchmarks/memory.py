@@ -6,15 +6,23 @@ Depth 2, width 300, N = 10000 (``--quick``: N = 2000), float64, 5 iterations, ea
 measured in a fresh subprocess: the resident set after importing torch and
 admmlab and building the data is the baseline; the peak (VmHWM, reset just before
 the run) during ``admmlab.solvers.admm.fit`` is compared with the bytes of all
-W, V, U plus X and Y. A second subprocess follows every tensor the run allocates
-and prints which ones are alive at the moment of the largest total, by the line
-of admmlab that made them: the allocations to remove if the ratio is too high.
+W, V, U plus X and Y. It is measured twice, under the default allocator policy
+(``admm.fit`` lets glibc keep freed arrays for reuse: fast, but the heap holds
+more than is alive) and under the lean one a user can choose,
+``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304`` (arrays over 4 MiB are
+returned to the system when freed: the resident set follows the live tensors, and
+each new array is faulted in again), with the seconds per iteration of each.
+A third subprocess follows every tensor the run allocates and prints which ones
+are alive at the moment of the largest total, by the line of admmlab that made
+them: the allocations to remove if the ratio is too high.
 """
 
 import itertools
 import json
+import os
 import subprocess
 import sys
+import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
@@ -30,6 +38,7 @@ from benchkit import header, parse_args, summary, table
 Tensor = torch.Tensor
 MiB = 2**20
 ADMM = {"lam": 1e-6, "beta": 1.0, "activation": "sigmoid"}
+LEAN_POLICY = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4194304"}
 
 
 @dataclass
@@ -90,10 +99,12 @@ def measure_rss(setting: Setting) -> dict[str, float]:
     x, y, weights = _problem(setting)
     baseline = _status_kib("VmRSS") * 1024
     reset = _reset_peak()
+    start = time.perf_counter()
     admm.fit(x, y, weights, epochs=setting.epochs, **ADMM)
+    seconds = (time.perf_counter() - start) / setting.epochs
     # Without a reset, ru_maxrss (the lifetime peak) stands in for the run's peak.
     peak = _status_kib("VmHWM") * 1024 if reset else _lifetime_peak()
-    return {"baseline": baseline, "peak": peak, "peak_was_reset": reset}
+    return {"baseline": baseline, "peak": peak, "peak_was_reset": reset, "seconds": seconds}
 
 
 def _lifetime_peak() -> int:
@@ -181,41 +192,50 @@ def trace_live(setting: Setting) -> dict[str, object]:
 CHILD_TASKS: dict[str, Callable[[Setting], dict]] = {"rss": measure_rss, "trace": trace_live}
 
 
-def in_subprocess(task: str, setting: Setting) -> dict:
+def in_subprocess(task: str, setting: Setting, env: dict[str, str] | None = None) -> dict:
     """Run a child task in a fresh interpreter, so imports and earlier runs do not count."""
     command = [sys.executable, __file__, "--child", task, *setting.args()]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        command, capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(setting: Setting, rss: dict, trace: dict) -> float:
+def report(setting: Setting, policies: dict[str, dict], trace: dict) -> float:
+    """Print the resident and live peaks; return the default policy's ratio."""
     own = iterate_and_data_bytes(setting)
-    ratio = (rss["peak"] - rss["baseline"]) / own
+    ratios = {name: (rss["peak"] - rss["baseline"]) / own for name, rss in policies.items()}
+    print(
+        f"\nADMM, depth {setting.depth}, width {setting.width}, N = {setting.n_samples}, "
+        f"float64, {setting.epochs} iterations: iterates + data (W, V, U, X, Y) = "
+        f"{own / MiB:.1f} MiB"
+    )
     table(
-        f"ADMM, depth {setting.depth}, width {setting.width}, N = {setting.n_samples}, "
-        f"float64, {setting.epochs} iterations (MiB)",
-        ["quantity", "MiB"],
+        "Peak resident set beyond the baseline, per allocator policy",
+        ["policy", "baseline MiB", "peak MiB", "(peak − baseline) / own", "s / iteration"],
         [
-            ("W, V, U plus X, Y", own / MiB),
-            ("baseline resident set", rss["baseline"] / MiB),
-            ("peak resident set during fit" + ("" if rss["peak_was_reset"] else " (lifetime)"),
-             rss["peak"] / MiB),
-            ("peak − baseline", (rss["peak"] - rss["baseline"]) / MiB),
-            ("peak of live tensors (traced)", trace["peak"] / MiB),
+            (name + ("" if rss["peak_was_reset"] else " (lifetime peak)"), rss["baseline"] / MiB,
+             rss["peak"] / MiB, ratios[name], rss["seconds"])
+            for name, rss in policies.items()
         ],
     )  # fmt: skip
-    print(f"  (peak − baseline) / (iterates + data) = {ratio:.2f}  (target ≤ 2.5)")
-    print(f"  live tensors at their peak / (iterates + data) = {trace['peak'] / own:.2f}")
-    print("  (resident minus live: freed memory the allocator kept; admm.fit raises glibc's")
-    print("  mmap threshold so that freed temporaries are reused instead of faulted in again)")
+    print(f"  live tensors at their peak (traced): {trace['peak'] / MiB:.1f} MiB, "
+          f"{trace['peak'] / own:.2f} × own  (target for the resident ratio: ≤ 2.5)")  # fmt: skip
     rows = [(label, nbytes / MiB, count) for label, (nbytes, count) in trace["at_peak"]]
     table(
         "Tensors alive at the peak, by the admmlab line that allocated them",
         ["allocated at", "MiB", "tensors"],
         rows,
     )
-    summary("memory", ratio=ratio, live_ratio=trace["peak"] / own)
-    return ratio
+    default, lean = policies["default"], policies["lean"]
+    summary(
+        "memory",
+        ratio=ratios["default"],
+        lean_ratio=ratios["lean"],
+        live_ratio=trace["peak"] / own,
+        lean_slowdown=lean["seconds"] / default["seconds"],
+    )
+    return ratios["default"]
 
 
 def main() -> None:
@@ -226,7 +246,11 @@ def main() -> None:
     args = parse_args(__doc__)
     header("Peak memory of admmlab.solvers.admm.fit")
     setting = Setting(n_samples=2000 if args.quick else 10000)
-    report(setting, in_subprocess("rss", setting), in_subprocess("trace", setting))
+    policies = {
+        "default": in_subprocess("rss", setting),
+        "lean": in_subprocess("rss", setting, LEAN_POLICY),
+    }
+    report(setting, policies, in_subprocess("trace", setting))
 
 
 if __name__ == "__main__":

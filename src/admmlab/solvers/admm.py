@@ -6,12 +6,16 @@ product with ``W_i`` nor a Gram matrix needs a concatenation; ``V_i`` is its vie
 without that row. (``Ṽ_0 = X̃`` has no K when X is shared by all trials.)
 
 An iteration computes each quantity once and uses it wherever the equations repeat
-it:
+it, and keeps as few ``n × N`` arrays alive as it can:
 
 * step 3's ``Z_i = W_i⁺Ṽ_{i-1}⁺`` and ``σ(Z_i)`` are step 5's ``σ(W_i⁺Ṽ_{i-1}⁺)`` and
-  the next iteration's step-2 ``Z = W_i⁻A`` and ``σ(Z)``;
-* ``B_i = V_i⁻ − U_i⁻/β_i`` and ``max|B_i|`` are step 2's ``B, h`` for layer ``i``
-  and step 3's ``B, μ`` for layer ``i − 1``;
+  the next iteration's step-2 ``Z = W_i⁻A`` and ``σ(Z)``. Step 5 for layer ``i`` runs
+  as soon as step 3 has ``V_i⁺`` (no later part of step 3 reads ``U_i``, so this is
+  ALGORITHM.md's parallel update exactly), and then the next step 2's
+  ``hZ/2 − G`` is formed from them: that one array is kept, not ``Z_i`` and ``σ(Z_i)``;
+* ``max|B_i|`` of ``B_i = V_i − U_i/β_i`` is step 2's ``h`` for layer ``i`` and step
+  3's ``μ`` for layer ``i − 1``; ``B_i`` itself is formed again for step 3 rather
+  than kept;
 * the Gram ``Ṽ_iṼ_iᵀ`` of a new ``V_i`` is the next iteration's step-1/2 ``AAᵀ``;
 * step 5's constraint residuals give 𝓛 and the ``residual/layer_i`` curves;
 * step 3's ``σ(W_1⁺X̃)`` is the first hidden layer of the network's forward pass.
@@ -19,14 +23,16 @@ it:
 Where the code solves an equation of ALGORITHM.md by another formula, the formula
 is exact and only the rounding differs (there is no inexact variant to switch off):
 step 3's ``i = L`` system is solved through the Woodbury identity when ``m < n``;
-``σ'`` is applied from ``σ`` (``σ(1 − σ)``, ``1 − σ²``) rather than stored; and the
-saturation share is counted on the pre-activations, ``|Z| ≥ z*`` with ``σ'(z*) = 10⁻³``.
+step 3's systems, whose eigenvalues are at least ``β_i``, are applied as the product
+with their Cholesky-built inverse (:func:`_apply_shifted_inverse`); ``σ'`` is applied
+from ``σ`` (``σ(1 − σ)``, ``1 − σ²``) rather than stored; and the saturation share is
+counted on the pre-activations, ``|Z| ≥ z*`` with ``σ'(z*) = 10⁻³``.
 """
 
 import itertools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -126,23 +132,20 @@ def _sum_sq(t: Tensor) -> Tensor:
 # ---------------------------------------------------------------- the sub-problems
 
 
-def lla_target(v: Tensor, u: Tensor, beta: float) -> tuple[Tensor, Tensor]:
-    """``B_i = V_i⁻ − U_i⁻/β_i`` and ``h_i = max|B_i|`` (steps 2 and 3).
-
-    Step 2 uses them for layer ``i`` (as ``B``, ``h``) and step 3 for layer ``i − 1``
-    (as ``B``, ``μ``): both read the previous ``V_i`` and ``U_i``, so one computation
-    serves both.
-    """
-    target = torch.add(v, u, alpha=-1.0 / beta)
-    return target, _abs_max(target)
+def lla_target(v: Tensor, u: Tensor, beta: float) -> Tensor:
+    """``B_i = V_i − U_i/β_i``, the LLA target of steps 2 and 3, as a fresh tensor."""
+    return torch.add(v, u, alpha=-1.0 / beta)
 
 
-def _lla_core(
+def lla_core_(
     target: Tensor, act: Tensor, z_lin: Tensor, scale: Tensor, activation: Activation
 ) -> Tensor:
-    """``scale · Z_lin − G`` with ``G = (σ(Z) − B) ⊙ σ'(Z)``, given ``act = σ(Z)``."""
-    core = activation.times_deriv_(target - act, act)
-    return core.addcmul_(z_lin, scale)
+    """``scale · Z_lin − G`` with ``G = (σ(Z) − B) ⊙ σ'(Z)``, given ``act = σ(Z)``.
+
+    Written into ``target`` (``B``), which is spent.
+    """
+    torch.sub(target, act, out=target)
+    return activation.times_deriv_(target, act).addcmul_(z_lin, scale)
 
 
 def update_output_weights(
@@ -158,54 +161,58 @@ def update_output_weights(
 
 
 def update_hidden_weights(
-    target: Tensor,
-    h: Tensor,
-    pre: Tensor,
-    act: Tensor,
-    a_ext: Tensor,
-    gram: Tensor,
-    activation: Activation,
-    *,
-    lam: float,
-    beta: float,
+    core: Tensor, h: Tensor, a_ext: Tensor, gram: Tensor, *, lam: float, beta: float
 ) -> Tensor:
     """Step 2 (LLA): ``W_i⁺ = β_i (hZ/2 − G) Aᵀ (λI + β_i h AAᵀ/2)⁻¹``.
 
-    ``A = Ṽ_{i-1}⁻`` (``a_ext``), ``B = V_i⁻ − U_i⁻/β_i`` (``target``), ``h = max|B|``,
-    ``G = (σ(Z) − B) ⊙ σ'(Z)``. ``Z = W_i⁻A`` (``pre``), ``σ(Z)`` (``act``) and ``AAᵀ``
-    (``gram``) are kept from the previous iteration.
+    ``A = Ṽ_{i-1}⁻`` (``a_ext``) and ``AAᵀ`` (``gram``). ``core = hZ/2 − G`` and
+    ``h = max|B|`` were formed when the previous iteration closed layer ``i``
+    (:func:`close_layer`), with ``Z = W_i⁻A``, ``B = V_i⁻ − U_i⁻/β_i`` and
+    ``G = (σ(Z) − B) ⊙ σ'(Z)``.
     """
-    core = _lla_core(target, act, pre, h / 2, activation)
     rhs = (core @ a_ext.mT).mul_(beta)
     system = _add_to_diagonal(gram * (beta * h / 2), lam)
     return _solve_right(rhs, system)
 
 
-def update_hidden_outputs_lla(
-    s: Tensor,
+def hidden_outputs_lla_part(
     u: Tensor,
     v: Tensor,
     w_next: Tensor,
-    target_next: Tensor,
+    v_next: Tensor,
+    u_next: Tensor,
     mu: Tensor,
     activation: Activation,
     *,
-    beta: float,
     beta_next: float,
+) -> Tensor:
+    """Step 3, ``i < L``: the right side's part that needs no ``S``,
+    ``U_i⁻ + β_{i+1} W̄ᵀ(μZ_w/2 − G)``.
+
+    ``W̄, b`` of ``W_{i+1}⁺``, ``Z_w = W̄ V_i⁻`` (``v``), ``Z = Z_w + b``,
+    ``B = V_{i+1}⁻ − U_{i+1}⁻/β_{i+1}``, ``μ = max|B|`` (``mu``, kept from when the
+    previous iteration closed layer ``i + 1``), ``G = (σ(Z) − B) ⊙ σ'(Z)``. Formed
+    before ``S``, so that its temporaries are gone when ``Z_i`` and ``S`` are made.
+    """
+    w_bar, bias = w_next[..., :-1], w_next[..., -1:]
+    z_w = w_bar @ v
+    act = activation.fn_(z_w + bias)
+    core = lla_core_(lla_target(v_next, u_next, beta_next), act, z_w, mu / 2, activation)
+    del z_w, act
+    return torch.baddbmm(u, w_bar.mT, core, alpha=beta_next)
+
+
+def update_hidden_outputs_lla(
+    s: Tensor, part: Tensor, w_next: Tensor, mu: Tensor, *, beta: float, beta_next: float
 ) -> Tensor:
     """Step 3, ``i < L`` (LLA):
     ``V_i⁺ = (β_i I + β_{i+1}(μ/2) W̄ᵀW̄)⁻¹ (β_i C + β_{i+1} W̄ᵀ(μ Z_w/2 − G))``.
 
-    ``S = σ(W_i⁺Ṽ_{i-1}⁺)`` (``s``), ``C = S + U_i⁻/β_i``, ``W̄, b`` of ``W_{i+1}⁺``,
-    ``B = V_{i+1}⁻ − U_{i+1}⁻/β_{i+1}`` (``target_next``), ``μ = max|B|``,
-    ``Z_w = W̄ V_i⁻``, ``Z = Z_w + b``, ``G = (σ(Z) − B) ⊙ σ'(Z)``.
+    ``S = σ(W_i⁺Ṽ_{i-1}⁺)`` (``s``), ``C = S + U_i⁻/β_i``, ``W̄`` of ``W_{i+1}⁺``;
+    ``part`` is :func:`hidden_outputs_lla_part`, to which ``β_i S`` is added in place.
     """
-    w_bar, bias = w_next[..., :-1], w_next[..., -1:]
-    z_w = w_bar @ v
-    core = _lla_core(target_next, activation.fn_(z_w + bias), z_w, mu / 2, activation)
-    # β_i C = U_i⁻ + β_i S
-    rhs = torch.baddbmm(torch.add(u, s, alpha=beta), w_bar.mT, core, alpha=beta_next)
-    del z_w, core  # two n × N temporaries fewer while the solve allocates its own
+    w_bar = w_next[..., :-1]
+    rhs = part.add_(s, alpha=beta)
     system = _add_to_diagonal(_upper_gram(w_bar.mT) * (beta_next * mu / 2), beta)
     return _apply_shifted_inverse(system, rhs)
 
@@ -233,7 +240,7 @@ def update_last_hidden_outputs(
     if m < n:
         return _woodbury_solve(p, pull, w_bar, beta, beta_out)
     system = _add_to_diagonal(beta_out * (w_bar.mT @ w_bar), beta)
-    return _apply_shifted_inverse(system, torch.baddbmm(p, w_bar.mT, pull, alpha=-1.0))
+    return _apply_shifted_inverse(system, p.baddbmm_(w_bar.mT, pull, alpha=-1.0))
 
 
 def _woodbury_solve(p: Tensor, e: Tensor, w_bar: Tensor, beta: float, beta_out: float) -> Tensor:
@@ -242,12 +249,12 @@ def _woodbury_solve(p: Tensor, e: Tensor, w_bar: Tensor, beta: float, beta_out: 
     ``(βI + β'W̄ᵀW̄)⁻¹ = (I − W̄ᵀ(β/β' I + W̄W̄ᵀ)⁻¹W̄)/β`` (Woodbury) turns the ``n × n``
     Cholesky solve, ``O(n²N)``, into one of size ``m``, ``O(nmN)``; the result is
     ``(P − W̄ᵀ(E + T))/β`` with ``T = (β/β' I + W̄W̄ᵀ)⁻¹ (W̄P − W̄W̄ᵀE)``. It is the
-    same SPD system, solved exactly.
+    same SPD system, solved exactly. The result is written into ``p``.
     """
     gram = w_bar @ w_bar.mT
     projected = w_bar @ p - gram @ e
     t = _apply_shifted_inverse(_add_to_diagonal(gram, beta / beta_out), projected)
-    return torch.baddbmm(p, w_bar.mT, e + t, beta=1.0 / beta, alpha=-1.0 / beta)
+    return p.baddbmm_(w_bar.mT, e + t, beta=1.0 / beta, alpha=-1.0 / beta)
 
 
 def update_output(y: Tensor, u_out: Tensor, f: Tensor, *, beta_out: float) -> Tensor:
@@ -267,6 +274,22 @@ def update_multiplier(u: Tensor, residual: Tensor, beta: float) -> tuple[Tensor,
     """
     u.add_(residual, alpha=beta)
     return _sum_sq(residual), _dot(u, residual)
+
+
+def close_layer(
+    v: Tensor, u: Tensor, z: Tensor, s: Tensor, activation: Activation, *, beta: float
+) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor]:
+    """Step 5 for hidden layer ``i`` once step 3 has ``V_i⁺``, then the next step 2's input.
+
+    ``z`` and ``s`` are step 3's ``Z_i = W_i⁺Ṽ_{i-1}⁺`` and ``σ(Z_i)``. Returns
+    :func:`update_multiplier`'s ``(‖r_i‖², ⟨U_i⁺, r_i⟩)``, then ``hZ_i/2 − G`` and
+    ``h = max|B|`` for ``B = V_i⁺ − U_i⁺/β_i``: the next iteration's step 2 for layer
+    ``i`` (its ``Z = W_i⁻A`` is this ``Z_i``).
+    """
+    stats = update_multiplier(u, s - v, beta)
+    target = lla_target(v, u, beta)
+    h = _abs_max(target)
+    return stats, lla_core_(target, s, z, h / 2, activation), h
 
 
 def augmented_lagrangian(
@@ -300,8 +323,8 @@ class _Iterate:
     v_ext: list[Tensor]  # Ṽ_i, (K, n_i + 1, N), i = 0..L (index i)
     v_out: Tensor  # V_{L+1}, (K, m, N)
     u: list[Tensor]  # U_i, like V_i, i = 1..L+1
-    pre: list[Tensor]  # Z_i = W_iṼ_{i-1}, i = 1..L
-    act: list[Tensor]  # σ(Z_i)
+    core: list[Tensor]  # step 2's hZ/2 − G for the next iteration, i = 1..L
+    h: list[Tensor]  # max|B_i|, (K, 1, 1): step 2's h for layer i, step 3's μ for i − 1
     gram: list[Tensor]  # Ṽ_iṼ_iᵀ, i = 0..L (index i; upper triangle for i ≥ 1)
 
     @property
@@ -329,56 +352,74 @@ def _ones_row_buffer(v: Tensor) -> Tensor:
     return buf
 
 
-def _initial_iterate(x_ext: Tensor, weights: list[Tensor], activation: Activation) -> _Iterate:
-    """ALGORITHM.md, Initialisation: a forward pass and ``U⁰ = 0``."""
-    v_ext, pre, act = [x_ext], [], []
-    for w in weights[:-1]:
-        pre.append(w @ v_ext[-1])
-        act.append(activation.fn(pre[-1]))
-        v_ext.append(_ones_row_buffer(act[-1]))
+def _initial_iterate(
+    x_ext: Tensor, weights: list[Tensor], activation: Activation, betas: Sequence[float]
+) -> _Iterate:
+    """ALGORITHM.md, Initialisation: a forward pass and ``U⁰ = 0``; then the first
+    step 2's input from them, as :func:`close_layer` forms it for later iterations."""
+    v_ext, u, core, h = [x_ext], [], [], []
+    for w, beta in zip(weights[:-1], betas[:-1], strict=True):
+        z = w @ v_ext[-1]
+        s = activation.fn(z)
+        v_ext.append(_ones_row_buffer(s))
+        u.append(torch.zeros_like(s))
+        target = lla_target(s, u[-1], beta)
+        h.append(_abs_max(target))
+        core.append(lla_core_(target, s, z, h[-1] / 2, activation))
     v_out = weights[-1] @ v_ext[-1]
-    u = [torch.zeros_like(s) for s in act] + [torch.zeros_like(v_out)]
+    u.append(torch.zeros_like(v_out))
     gram = [x_ext @ x_ext.mT] + [_upper_gram(v) for v in v_ext[1:]]
-    return _Iterate(list(weights), v_ext, v_out, u, pre, act, gram)
+    return _Iterate(list(weights), v_ext, v_out, u, core, h, gram)
 
 
 # ---------------------------------------------------------------- one iteration
 
 
 def admm_iteration(
-    it: _Iterate, y: Tensor, activation: Activation, *, lam: float, betas: Sequence[float]
-) -> list[tuple[Tensor, Tensor]]:
+    it: _Iterate,
+    y: Tensor,
+    activation: Activation,
+    forward_metrics: Callable[[Tensor, Tensor], dict[str, Tensor]],
+    *,
+    lam: float,
+    betas: Sequence[float],
+) -> tuple[list[tuple[Tensor, Tensor]], dict[str, Tensor]]:
     """One iteration k of ALGORITHM.md, in place.
 
-    Returns ``(‖r_i‖², ⟨U_i, r_i⟩)`` per constraint ``i = 1..L+1``.
+    ``forward_metrics(Z_1, σ(Z_1))`` is called while step 3 holds them (the network's
+    forward pass starts there). Returns ``(‖r_i‖², ⟨U_i, r_i⟩)`` per constraint
+    ``i = 1..L+1`` and what ``forward_metrics`` returned.
     """
     depth = it.depth
     beta_out = betas[depth]
-    targets = [lla_target(it.v(i), it.u[i - 1], betas[i - 1]) for i in range(1, depth + 1)]
 
-    # Steps 1–2: all W, backward, from the previous V and U.
+    # Steps 1–2: all W, backward, from the previous V and U; each core is released
+    # as soon as its W is solved.
     it.w[depth] = update_output_weights(
         it.v_ext[depth], it.v_out, it.u[depth], it.gram[depth], lam=lam, beta=beta_out
     )
+    cores, it.core = it.core, []
     for i in range(depth, 0, -1):
         it.w[i - 1] = update_hidden_weights(
-            *targets[i - 1], it.pre[i - 1], it.act[i - 1], it.v_ext[i - 1], it.gram[i - 1],
-            activation, lam=lam, beta=betas[i - 1],
-        )  # fmt: skip
-    # The previous Z, σ(Z) and B_1 are spent: release them before step 3's peak.
-    it.pre.clear()
-    it.act.clear()
-    targets.pop(0)
+            cores.pop(), it.h[i - 1], it.v_ext[i - 1], it.gram[i - 1], lam=lam, beta=betas[i - 1]
+        )
 
-    # Step 3: all hidden V, forward; V_{i+1} and every U are still the previous ones.
+    # Step 3: all hidden V, forward; V_{i+1}, U_i and U_{i+1} are still the previous
+    # ones when layer i is solved. Each layer is closed by its step 5 at once.
+    constraints, metrics = [], {}
     for i in range(1, depth + 1):
+        if i < depth:
+            part = hidden_outputs_lla_part(
+                it.u[i - 1], it.v(i), it.w[i], it.v(i + 1), it.u[i], it.h[i], activation,
+                beta_next=betas[i],
+            )  # fmt: skip
         z = it.w[i - 1] @ it.v_ext[i - 1]
         s = activation.fn(z)
         if i < depth:
             v_new = update_hidden_outputs_lla(
-                s, it.u[i - 1], it.v(i), it.w[i], *targets.pop(0), activation,
-                beta=betas[i - 1], beta_next=betas[i],
-            )  # fmt: skip
+                s, part, it.w[i], it.h[i], beta=betas[i - 1], beta_next=betas[i]
+            )
+            del part
         else:
             v_new = update_last_hidden_outputs(
                 s, it.u[i - 1], it.w[depth], it.v_out, it.u[depth],
@@ -387,20 +428,20 @@ def admm_iteration(
         it.v(i).copy_(v_new)
         del v_new
         it.gram[i] = _upper_gram(it.v_ext[i])
-        it.pre.append(z)
-        it.act.append(s)
+        if i == 1:
+            metrics = forward_metrics(z, s)
+        stats, core, it.h[i - 1] = close_layer(
+            it.v(i), it.u[i - 1], z, s, activation, beta=betas[i - 1]
+        )
+        constraints.append(stats)
+        it.core.append(core)
+        del z, s, core  # before the next layer allocates its own
 
-    # Step 4.
+    # Step 4, and step 5 for the output constraint.
     f = it.w[depth] @ it.v_ext[depth]
     it.v_out = update_output(y, it.u[depth], f, beta_out=beta_out)
-
-    # Step 5, one constraint at a time, so that one residual at most is alive.
-    constraints = [
-        update_multiplier(it.u[i - 1], it.act[i - 1] - it.v(i), betas[i - 1])
-        for i in range(1, depth + 1)
-    ]
     constraints.append(update_multiplier(it.u[depth], f - it.v_out, beta_out))
-    return constraints
+    return constraints, metrics
 
 
 # ---------------------------------------------------------------- metrics
@@ -436,23 +477,29 @@ def _saturation(pre: Tensor, edge: float) -> Tensor:
 
 
 def _train_metrics(
-    it: _Iterate, y_rows: Tensor, activation: Activation, edge: float, classification: bool
+    weights: list[Tensor],
+    pre: Tensor,
+    hidden: Tensor,
+    y_rows: Tensor,
+    activation: Activation,
+    edge: float,
+    classification: bool,
 ) -> dict[str, Tensor]:
     """``train_*`` of the network's forward pass, and ``saturation/layer_i``.
 
-    Its first hidden layer is step 3's ``σ(W_1⁺X̃)``; the rest is computed here, and
-    the output layer goes through :func:`evaluate` like every other solver's.
+    Its first hidden layer is step 3's ``Z_1 = W_1⁺X̃`` (``pre``) and ``σ(Z_1)``
+    (``hidden``); the rest is computed here, and the output layer goes through
+    :func:`evaluate` like every other solver's.
     """
-    metrics = {"saturation/layer_1": _saturation(it.pre[0], edge)}
-    hidden = it.act[0]
-    for i in range(2, it.depth + 1):
-        w = it.w[i - 1]
+    metrics = {"saturation/layer_1": _saturation(pre, edge)}
+    for i in range(2, len(weights)):
+        w = weights[i - 1]
         z = torch.baddbmm(w[..., -1:], w[..., :-1], hidden)
         metrics[f"saturation/layer_{i}"] = _saturation(z, edge)
         hidden = activation.fn_(z)
     metrics.update(
         evaluate(
-            it.w[-1:], activation, {"train": (hidden.mT, y_rows)}, classification=classification
+            weights[-1:], activation, {"train": (hidden.mT, y_rows)}, classification=classification
         )
     )
     return metrics
@@ -550,11 +597,14 @@ def fit(
 
     if device.type == "cpu":
         _recycle_freed_memory()
-    it = _initial_iterate(_ones_row_buffer(X.mT), w0, act)
+    it = _initial_iterate(_ones_row_buffer(X.mT), w0, act, betas)
     y_cols = Y.mT.contiguous()
     edge = _saturation_edge(act)
     recorder = HistoryRecorder(callback)
     good_weights = it.w
+
+    def forward_metrics(pre: Tensor, hidden: Tensor) -> dict[str, Tensor]:
+        return _train_metrics(it.w, pre, hidden, Y, act, edge, classification)
 
     def result(w: list[Tensor]) -> FitResult:
         out = [t.contiguous() for t in (w if batched else [t[0] for t in w])]
@@ -562,13 +612,13 @@ def fit(
 
     for epoch in range(1, int(epochs) + 1):
         start = time.perf_counter()
-        constraints = admm_iteration(it, y_cols, act, lam=lam, betas=betas)
+        constraints, train = admm_iteration(it, y_cols, act, forward_metrics, lam=lam, betas=betas)
         metrics = {
             "aug_lagrangian": augmented_lagrangian(
                 it.v_out, y_cols, it.w, constraints, lam=lam, betas=betas
-            )
+            ),
+            **train,
         }
-        metrics.update(_train_metrics(it, Y, act, edge, classification))
         metrics.update(evaluate(it.w, act, held_out, classification=classification))
         try:
             _check_epoch(it, metrics, epoch)
@@ -592,7 +642,8 @@ def _recycle_freed_memory() -> None:
     OS, and the next iteration page-faults them in again: a fifth of the iteration
     at width 300. Freeing one block just under 32 MiB raises the dynamic mmap
     threshold to its size and the trim threshold to twice that (mallopt(3)).
-    Elsewhere than glibc this is one cheap untouched allocation.
+    Elsewhere than glibc this is one cheap untouched allocation; a threshold fixed
+    through ``GLIBC_TUNABLES`` (README's lean memory policy) switches it off.
     """
     torch.empty(_GLIBC_MMAP_THRESHOLD_MAX - 2**16, dtype=torch.uint8)
 
