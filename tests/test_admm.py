@@ -208,6 +208,26 @@ def test_nan_mid_run_names_quantity_epoch_trial_and_keeps_history(monkeypatch) -
     assert all(torch.isfinite(w).all() for w in partial.weights)
 
 
+def test_float32_names_the_failed_factorisation_and_runs_at_a_larger_lam() -> None:
+    x, y, w = _square_task(width=300)
+    x, y, w = x.float(), y.float(), [t.float() for t in w]
+    with pytest.raises(NonFiniteError) as info:
+        fit(x, y, w, lam=1e-6, beta=1.0, epochs=3)
+    assert info.value.quantity == "W_3"
+    assert "float32" in str(info.value) and "lam=1e-06" in str(info.value)
+    fitted = fit(x, y, w, lam=1e-2, beta=1.0, epochs=5)
+    assert fitted.weights[0].dtype == torch.float32
+    assert fitted.history["train_mse"][-1] < 1e-2 * fitted.history["train_mse"][0]
+
+
+def test_float64_failure_has_no_precision_hint() -> None:
+    x, y, w = _problem(0, depth=2, width=3)
+    x[5, 0] = float("nan")
+    with pytest.raises(NonFiniteError) as info:
+        fit(x, y, w, lam=1e-6, beta=1.0, epochs=3)
+    assert str(info.value) == "W_3 became non-finite at epoch 1 in trial(s) [0]"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     x, y, w = _problem(5, depth=2, width=8)

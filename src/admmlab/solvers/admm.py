@@ -621,7 +621,7 @@ def fit(
         }
         metrics.update(evaluate(it.w, act, held_out, classification=classification))
         try:
-            _check_epoch(it, metrics, epoch)
+            _check_epoch(it, metrics, epoch, lam)
         except NonFiniteError as err:
             err.partial = result(good_weights)
             raise
@@ -648,12 +648,23 @@ def _recycle_freed_memory() -> None:
     torch.empty(_GLIBC_MMAP_THRESHOLD_MAX - 2**16, dtype=torch.uint8)
 
 
-def _check_epoch(it: _Iterate, metrics: dict[str, Tensor], epoch: int) -> None:
+def _check_epoch(it: _Iterate, metrics: dict[str, Tensor], epoch: int, lam: float) -> None:
     """One synchronising check per iteration; on failure, name the first bad quantity."""
     combined = metrics["aug_lagrangian"] + metrics["train_mse"]
     if bool(torch.isfinite(combined).all()):
         return
     for name, t in it.named_quantities():
-        check_finite(name, epoch, t)
+        check_finite(name, epoch, t, _precision_hint(name, t.dtype, lam))
     check_finite("aug_lagrangian", epoch, metrics["aug_lagrangian"].unsqueeze(-1))
     check_finite("train_mse", epoch, metrics["train_mse"].unsqueeze(-1))
+
+
+def _precision_hint(name: str, dtype: torch.dtype, lam: float) -> str:
+    """Why a weight goes bad below float64: its system ``λI + c·AAᵀ`` is SPD in exact
+    arithmetic, but at small λ its Cholesky factorisation fails in rounding."""
+    if not name.startswith("W_") or dtype == torch.float64:
+        return ""
+    return (
+        f"in {str(dtype).removeprefix('torch.')} the Cholesky factor of its system "
+        f"lam*I + c*AA^T fails at lam={lam:g}: use float64 or a larger lam"
+    )

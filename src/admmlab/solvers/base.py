@@ -17,10 +17,11 @@ Callback = Callable[[int, dict[str, Tensor]], None]
 class NonFiniteError(FloatingPointError):
     """An iterate, weight or loss went NaN/inf; carries where and when."""
 
-    def __init__(self, quantity: str, epoch: int, trials: Sequence[int]):
+    def __init__(self, quantity: str, epoch: int, trials: Sequence[int], hint: str = ""):
         self.quantity, self.epoch, self.trials = quantity, epoch, list(trials)
         self.partial: FitResult | None = None  # history up to the bad epoch
-        super().__init__(f"{quantity} became non-finite at epoch {epoch} in trial(s) {self.trials}")
+        message = f"{quantity} became non-finite at epoch {epoch} in trial(s) {self.trials}"
+        super().__init__(f"{message}; {hint}" if hint else message)
 
 
 @dataclass
@@ -48,11 +49,11 @@ class FitResult:
         return out
 
 
-def check_finite(quantity: str, epoch: int, t: Tensor) -> None:
+def check_finite(quantity: str, epoch: int, t: Tensor, hint: str = "") -> None:
     """Raise :class:`NonFiniteError` if any trial of ``t`` (leading dim K) is not finite."""
     ok = torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
     if not bool(ok.all()):
-        raise NonFiniteError(quantity, epoch, torch.nonzero(~ok).flatten().tolist())
+        raise NonFiniteError(quantity, epoch, torch.nonzero(~ok).flatten().tolist(), hint)
 
 
 class HistoryRecorder:
