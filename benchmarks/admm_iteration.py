@@ -2,14 +2,17 @@
 
     python benchmarks/admm_iteration.py [--quick]
 
-Prints three small tables: (1) depth 2, width 300, N = 1000, float64, admmlab vs
-``tests/numpy_admm.py``; (2) the iteration's GFLOP/s against torch's own matmul
-throughput on a 300×1000×300 product, measured in the same run; (3) K = 20 trials
-batched in one call against 20 separate calls at width 20. Times are medians over
-repeats after a warm-up; nothing is asserted.
+Prints two tables. (1) For depth 2, width 300 and depth 4, width 100 (N = 1000),
+in float64 and float32: admmlab's and ``tests/numpy_admm.py``'s seconds per
+iteration and their ratio, and the iteration's nominal GFLOP/s (flops counted from
+ALGORITHM.md, :func:`iteration_flops`) as a fraction of torch's own matmul
+throughput on that width's ``n × N × n`` product, measured in the same run.
+float32 runs at λ = 1e-2: below that the Cholesky factor of ``λI + c·AAᵀ`` fails
+in single precision. (2) K = 20 trials batched in one call against 20 separate
+calls at width 20. Times are medians over interleaved repeats after a warm-up;
+nothing is asserted.
 """
 
-import argparse
 import statistics
 import sys
 import time
@@ -20,11 +23,14 @@ import torch
 
 from admmlab.nets import init_weights
 from admmlab.solvers.admm import fit
+from benchkit import header, parse_args, summary, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from numpy_admm import admm_reference
 
-LAM, BETA = 1e-6, 1.0
+BETA = 1.0
+LAM = {torch.float64: 1e-6, torch.float32: 1e-2}  # float32 cannot factor at 1e-6
+SETTINGS = ((2, 300), (4, 100))  # (depth, width), N = 1000
 
 
 def median_seconds(
@@ -48,11 +54,13 @@ def median_seconds(
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def square_task(width: int, depth: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def square_task(
+    width: int, depth: int, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(1000, 1, generator=g, dtype=torch.float64) * 2 - 1
     weights = init_weights("msra", [1, *[width] * depth, 1], scale=8.0, generator=g)
-    return x, x**2, weights
+    return x.to(dtype), (x**2).to(dtype), [w.to(dtype) for w in weights]
 
 
 def iteration_flops(dims: Sequence[int], n_samples: int) -> float:
@@ -86,68 +94,81 @@ def iteration_flops(dims: Sequence[int], n_samples: int) -> float:
     return flops
 
 
-def compare_with_numpy(width: int, epochs: int, repeats: int) -> float:
-    x, y, weights = square_task(width, depth=2)
+def matmul_rate(width: int, dtype: torch.dtype, repeats: int) -> float:
+    """torch's GFLOP/s on one ``width × 1000 × width`` product in ``dtype``."""
+    a = torch.rand(width, 1000, dtype=dtype)
+    b = torch.rand(1000, width, dtype=dtype)
+    seconds = median_seconds({"matmul": lambda: a @ b}, 5 * repeats)["matmul"]
+    return 2 * width * 1000 * width / seconds / 1e9
+
+
+def compare_with_numpy(
+    depth: int, width: int, dtype: torch.dtype, epochs: int, repeats: int
+) -> tuple[object, ...]:
+    """One row of table (1): seconds per iteration, ratio, throughput against matmul."""
+    x, y, weights = square_task(width, depth, dtype=dtype)
     x_np, y_np, w_np = x.numpy().T, y.numpy().T, [w.numpy() for w in weights]
+    lam = LAM[dtype]
     seconds = median_seconds(
         {
-            "admmlab": lambda: fit(x, y, weights, lam=LAM, beta=BETA, epochs=epochs),
-            "numpy": lambda: admm_reference(x_np, y_np, w_np, lam=LAM, beta=BETA, epochs=epochs),
+            "admmlab": lambda: fit(x, y, weights, lam=lam, beta=BETA, epochs=epochs),
+            "numpy": lambda: admm_reference(x_np, y_np, w_np, lam=lam, beta=BETA, epochs=epochs),
         },
         repeats,
     )
     ours, plain = seconds["admmlab"] / epochs, seconds["numpy"] / epochs
-    print(f"\n(1) seconds per iteration, depth 2, width {width}, N = 1000, float64")
-    print(f"    {'numpy reference':<18}{plain:>10.4f}")
-    print(f"    {'admmlab':<18}{ours:>10.4f}")
-    print(f"    {'ratio':<18}{ours / plain:>10.3f}   (admmlab / numpy)")
-    return ours
+    flops = iteration_flops([1, *[width] * depth, 1], 1000)
+    rate, peak = flops / ours / 1e9, matmul_rate(width, dtype, repeats)
+    name = str(dtype).removeprefix("torch.")
+    return (f"({depth}, {width})", name, plain, ours, ours / plain, rate, peak, rate / peak)
 
 
-def compare_with_matmul(width: int, seconds_per_iteration: float, repeats: int) -> None:
-    a = torch.rand(width, 1000, dtype=torch.float64)
-    b = torch.rand(1000, width, dtype=torch.float64)
-    matmul = median_seconds({"matmul": lambda: a @ b}, 5 * repeats)["matmul"]
-    matmul_rate = 2 * width * 1000 * width / matmul / 1e9
-    flops = iteration_flops([1, width, width, 1], 1000)
-    rate = flops / seconds_per_iteration / 1e9
-    print(f"\n(2) throughput (torch threads: {torch.get_num_threads()})")
-    print(f"    {'matmul 300×1000×300':<28}{matmul_rate:>8.1f} GFLOP/s")
-    print(f"    {'ADMM iteration':<28}{rate:>8.1f} GFLOP/s   ({flops / 1e9:.2f} GFLOP nominal)")
-    print(f"    {'fraction of matmul':<28}{rate / matmul_rate:>8.2f}")
-
-
-def compare_batched(n_trials: int, width: int, epochs: int, repeats: int) -> None:
+def compare_batched(n_trials: int, width: int, epochs: int, repeats: int) -> float:
+    """Table (2); returns the batched call's time over the separate calls' total."""
     tasks = [square_task(width, depth=2, seed=seed) for seed in range(n_trials)]
     x, y = tasks[0][0], tasks[0][1]
     stacked = [torch.stack(ws) for ws in zip(*(t[2] for t in tasks), strict=True)]
+    lam = LAM[torch.float64]
 
     def separately() -> None:
         for _, _, w in tasks:
-            fit(x, y, w, lam=LAM, beta=BETA, epochs=epochs)
+            fit(x, y, w, lam=lam, beta=BETA, epochs=epochs)
 
     seconds = median_seconds(
         {
-            "batched": lambda: fit(x, y, stacked, lam=LAM, beta=BETA, epochs=epochs),
+            "batched": lambda: fit(x, y, stacked, lam=lam, beta=BETA, epochs=epochs),
             "separately": separately,
         },
         repeats,
     )
     batched, single = seconds["batched"], seconds["separately"]
-    print(f"\n(3) K = {n_trials} trials, width {width}, depth 2, N = 1000, {epochs} epochs")
-    print(f"    {'batched (one call)':<22}{batched:>8.3f} s")
-    print(f"    {f'{n_trials} separate calls':<22}{single:>8.3f} s")
-    print(f"    {'speed-up':<22}{single / batched:>8.2f}×")
+    table(
+        f"(2) K = {n_trials} trials, width {width}, depth 2, N = 1000, {epochs} iterations",
+        ["batched (one call) s", f"{n_trials} separate calls s", "batched / separate"],
+        [(batched, single, batched / single)],
+    )
+    return batched / single
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repeats, a smoke run")
-    args = parser.parse_args()
+    args = parse_args(__doc__)
+    header("ADMM seconds per iteration against the plain NumPy implementation of the spec")
     repeats = 2 if args.quick else 5
-    seconds = compare_with_numpy(300, epochs=3 if args.quick else 10, repeats=repeats)
-    compare_with_matmul(300, seconds, repeats)
-    compare_batched(20, 20, epochs=10 if args.quick else 50, repeats=repeats)
+    epochs = 3 if args.quick else 10
+    rows = [
+        compare_with_numpy(depth, width, dtype, epochs, repeats)
+        for depth, width in SETTINGS
+        for dtype in (torch.float64, torch.float32)
+    ]
+    table(
+        "(1) seconds per iteration, N = 1000 (float32 at lam = 1e-2)",
+        ["(depth, width)", "dtype", "numpy s", "admmlab s", "ratio",
+         "GFLOP/s", "matmul GFLOP/s", "fraction"],
+        rows,
+    )  # fmt: skip
+    batched = compare_batched(20, 20, epochs=10 if args.quick else 50, repeats=repeats)
+    first = rows[0]
+    summary("admm_iteration", ratio_2_300=first[4], matmul_fraction=first[7], batched=batched)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = (
-    "admm_iteration.py",  # owned elsewhere; run when present
+    "admm_iteration.py",
     "sgd_step.py",
     "batched_trials.py",
     "tracking_overhead.py",

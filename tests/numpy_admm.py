@@ -23,7 +23,7 @@ def activation_value_and_deriv(name: str, z: np.ndarray) -> tuple[np.ndarray, np
 
 def with_ones_row(v: np.ndarray) -> np.ndarray:
     """``ṽ = [v; 1ᵀ]``."""
-    return np.vstack([v, np.ones((1, v.shape[1]))])
+    return np.vstack([v, np.ones((1, v.shape[1]), dtype=v.dtype)])
 
 
 def network_output(weights: list[np.ndarray], x: np.ndarray, activation: str) -> np.ndarray:
@@ -46,13 +46,15 @@ def admm_reference(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Run ``epochs`` ADMM iterations; return the train_mse per iteration and final weights.
 
-    ``x`` is ``(d, N)``, ``y`` is ``(m, N)``; ``weights[i-1]`` is ``W_i``.
+    ``x`` is ``(d, N)``, ``y`` is ``(m, N)``; ``weights[i-1]`` is ``W_i``. Everything
+    is computed in ``x``'s dtype.
     """
     n_layers = len(weights)  # L + 1
     depth = n_layers - 1
     # Lists are indexed by layer: W[i], V[i], U[i], b[i] for i = 1..L+1; V[0] = X.
     b = [0.0, *([float(beta)] * n_layers if np.isscalar(beta) else [float(v) for v in beta])]
-    w = [np.zeros((0, 0)), *[np.array(wi, dtype=float) for wi in weights]]
+    dtype = x.dtype
+    w = [np.zeros((0, 0)), *[np.array(wi, dtype=dtype) for wi in weights]]
     sig = activation
 
     # Initialisation: a forward pass, zero multipliers.
@@ -69,7 +71,7 @@ def admm_reference(
         # 1. Output weights: exact ridge solve.
         a = with_ones_row(v[depth])
         rhs = (b[out] * v[out] - u[out]) @ a.T
-        system = lam * np.eye(a.shape[0]) + b[out] * a @ a.T
+        system = lam * np.eye(a.shape[0], dtype=dtype) + b[out] * a @ a.T
         w[out] = np.linalg.solve(system, rhs.T).T
 
         # 2. Hidden weights, backward, prox-linear (LLA) steps.
@@ -81,7 +83,7 @@ def admm_reference(
             s, ds = activation_value_and_deriv(sig, z)
             g = (s - target) * ds
             rhs = b[i] * (h * z / 2 - g) @ a.T
-            system = lam * np.eye(a.shape[0]) + b[i] * h * a @ a.T / 2
+            system = lam * np.eye(a.shape[0], dtype=dtype) + b[i] * h * a @ a.T / 2
             w[i] = np.linalg.solve(system, rhs.T).T
 
         # 3. Hidden outputs, forward. v[i+1] and u are still the previous iterate here.
@@ -96,10 +98,11 @@ def admm_reference(
                 s_next, ds_next = activation_value_and_deriv(sig, z_w + bias)
                 g = (s_next - target) * ds_next
                 c = s + u[i] / b[i]
-                system = b[i] * np.eye(w_bar.shape[1]) + b[i + 1] * mu / 2 * w_bar.T @ w_bar
+                eye = np.eye(w_bar.shape[1], dtype=dtype)
+                system = b[i] * eye + b[i + 1] * mu / 2 * w_bar.T @ w_bar
                 rhs = b[i] * c + b[i + 1] * w_bar.T @ (mu * z_w / 2 - g)
             else:
-                system = b[i] * np.eye(w_bar.shape[1]) + b[out] * w_bar.T @ w_bar
+                system = b[i] * np.eye(w_bar.shape[1], dtype=dtype) + b[out] * w_bar.T @ w_bar
                 rhs = u[i] + b[i] * s - w_bar.T @ (u[out] - b[out] * (v[out] - bias))
             v[i] = np.linalg.solve(system, rhs)
 
