@@ -13,6 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import admm_iteration
 import batched_trials
 import benchkit
 import gpu_check
@@ -34,6 +35,22 @@ def test_interleaved_gives_one_median_per_candidate_and_tables_print(capsys):
     benchkit.summary("thing", ratio=0.5, ok=True)
     out = capsys.readouterr().out
     assert "1.50e-07" in out and "summary: thing ratio=0.5 ok=True" in out
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_admm_iteration_row_compares_with_numpy_in_the_same_dtype(dtype):
+    row = admm_iteration.compare_with_numpy(2, 10, dtype, epochs=1, repeats=1)
+    setting, name, plain, ours, ratio, rate, peak, fraction = row
+    assert (setting, name) == ("(2, 10)", str(dtype).removeprefix("torch."))
+    assert plain > 0 and ours > 0 and ratio == pytest.approx(ours / plain)
+    assert fraction == pytest.approx(rate / peak) and peak > 0
+
+
+def test_iteration_flops_counts_the_big_products():
+    n, samples = 300, 1000
+    flops = admm_iteration.iteration_flops([1, n, n, 1], samples)
+    # About seven n × N × n products (2n²N flops each) plus the factorisations.
+    assert 6 * 2 * n * n * samples < flops < 10 * 2 * n * n * samples
 
 
 @pytest.mark.parametrize("solver", batched_trials.SOLVERS)
