@@ -5,11 +5,13 @@ the candidates interleaved repeat by repeat, and reported as medians and ratios.
 """
 
 import argparse
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from admmlab.data import load_dataset
 from admmlab.data.base import stack_trials
@@ -120,3 +122,56 @@ def max_relative_difference(a: Tensor, b: Tensor) -> float:
     scale = b.abs().max().item()
     diff = (a - b).abs().max().item()
     return diff / scale if scale else diff
+
+
+# ---------------------------------------------------------------- device projection
+
+# What a projection of eager PyTorch on one GPU assumes. Each operation that is not
+# a view costs the host about this much to dispatch and launch; for the small nets
+# of the studies the device finishes each kernel sooner, so the host sets the pace.
+LAUNCH_S = 8e-6
+# Sustained matrix-product rate, FLOP/s: about a third of an H100's float64 tensor
+# core peak (67 TFLOP/s) and of its float32 peak without TF32, as small products get.
+DEVICE_FLOPS = {torch.float64: 25e12, torch.float32: 25e12}
+
+
+class DeviceWork(TorchDispatchMode):
+    """Counts the operations that would each launch device work, and the flops of the
+    matrix products and factorisations among them (a multiply-add counts 2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.launches = 0
+        self.flops = 0.0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not func.is_view and func.overloadpacket.__name__ not in _NO_KERNEL:
+            self.launches += 1
+            self.flops += _op_flops(func.overloadpacket.__name__, args)
+        return out
+
+    def projected_seconds(self, dtype: torch.dtype) -> float:
+        return self.launches * LAUNCH_S + self.flops / DEVICE_FLOPS[dtype]
+
+
+_NO_KERNEL = {"detach", "alias", "lift_fresh", "_unsafe_view", "set_", "empty", "empty_strided"}
+
+
+def _op_flops(name: str, args: tuple) -> float:
+    """Flops of one product or factorisation, from its operands' shapes; 0 otherwise."""
+    shapes = [tuple(a.shape) for a in args if isinstance(a, Tensor)]
+    if name in ("mm", "bmm", "addmm", "baddbmm"):
+        *batch, m, k = shapes[-2]
+        n = shapes[-1][-1]
+        return 2.0 * math.prod(batch) * m * k * n
+    if name in ("linalg_cholesky_ex", "cholesky_inverse"):
+        *batch, n, _ = shapes[0]
+        return math.prod(batch) * n**3 * (1 / 3 if name == "linalg_cholesky_ex" else 2 / 3)
+    if name in ("linalg_solve_triangular", "cholesky_solve"):
+        factor = shapes[0] if name == "linalg_solve_triangular" else shapes[1]
+        rhs = shapes[1] if name == "linalg_solve_triangular" else shapes[0]
+        *batch, n, _ = factor
+        solves = 1 if name == "linalg_solve_triangular" else 2
+        return solves * math.prod(batch) * n * n * (math.prod(rhs[-2:]) / n)
+    return 0.0

@@ -16,6 +16,7 @@ its projection. ``--quick`` measures the smallest and largest depth of each
 competitor only and interpolates linearly in depth.
 """
 
+import contextlib
 import os
 import shlex
 import statistics
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -35,7 +37,7 @@ from admmlab.paths import conf_dir, sweeps_dir
 from admmlab.solvers.base import NonFiniteError
 from admmlab.solvers.registry import run_solver
 from admmlab.train import initial_weights, load_trials, resolve_device
-from benchkit import header, parse_args, summary, table
+from benchkit import DEVICE_FLOPS, LAUNCH_S, DeviceWork, header, parse_args, summary, table
 
 SMALL_BUDGET_MARK = "# Small budget"
 COMPETITORS = ("admm_sigmoid", "sgd_sigmoid", "sgd_relu", "sgdm_relu", "adam_relu")
@@ -126,10 +128,15 @@ class SettingCost:
     width: int
     seconds_per_epoch: float
     full_epochs: int
+    device_seconds_per_epoch: float  # projected for one GPU by benchkit.DeviceWork
 
     @property
     def projected_s(self) -> float:
         return self.seconds_per_epoch * self.full_epochs
+
+    @property
+    def device_projected_s(self) -> float:
+        return self.device_seconds_per_epoch * self.full_epochs
 
 
 def depth_grid() -> list[int]:
@@ -146,7 +153,36 @@ def study_depths(competitor: str, grid: list[int]) -> list[int]:
 def measure_setting(
     competitor: str, depth: int, epochs: int, n_trials: int = TRIALS, extra: tuple[str, ...] = ()
 ) -> SettingCost:
-    """Seconds per epoch of one setting, ``n_trials`` batched, as ``admmlab-train`` trains it."""
+    """Seconds per epoch of one setting, ``n_trials`` batched, as ``admmlab-train`` trains
+    it; then one more epoch under :class:`benchkit.DeviceWork` for the GPU projection."""
+    typed, data, weights, seeds = _setting(competitor, depth, epochs, n_trials, extra)
+    try:
+        result = run_solver(
+            typed.solver, data, weights, activation=typed.activation.name, seeds=seeds
+        )
+    except NonFiniteError as err:  # a diverging trial stops the run: its epochs still count
+        result = err.partial
+    per_epoch = result.history["epoch_time_s"][:, 0].tolist()
+    seconds = statistics.median(per_epoch[1:] or per_epoch)  # the first epoch warms up
+    typed, data, weights, seeds = _setting(competitor, depth, 1, n_trials, extra)
+    # A diverging epoch was still done, and counted.
+    with DeviceWork() as work, contextlib.suppress(NonFiniteError):
+        run_solver(typed.solver, data, weights, activation=typed.activation.name, seeds=seeds)
+    dtype = data.x_train.dtype
+    return SettingCost(
+        competitor,
+        depth,
+        typed.model.width,
+        seconds,
+        FULL_EPOCHS[typed.solver.name],
+        work.projected_seconds(dtype),
+    )
+
+
+def _setting(
+    competitor: str, depth: int, epochs: int, n_trials: int, extra: tuple[str, ...]
+) -> tuple:
+    """The validated config, data, initial weights and seeds of one setting."""
     overrides = [
         f"experiment={competitor}",
         f"model.depth={depth}",
@@ -159,18 +195,7 @@ def measure_setting(
         typed = validate(compose(config_name="config", overrides=overrides))
     seeds = [typed.seed + k for k in range(typed.trials)]
     data = load_trials(typed, seeds, resolve_device(typed.device))
-    weights = initial_weights(typed, data, seeds)
-    try:
-        result = run_solver(
-            typed.solver, data, weights, activation=typed.activation.name, seeds=seeds
-        )
-    except NonFiniteError as err:  # a diverging trial stops the run: its epochs still count
-        result = err.partial
-    per_epoch = result.history["epoch_time_s"][:, 0].tolist()
-    seconds = statistics.median(per_epoch[1:] or per_epoch)  # the first epoch warms up
-    return SettingCost(
-        competitor, depth, typed.model.width, seconds, FULL_EPOCHS[typed.solver.name]
-    )
+    return typed, data, initial_weights(typed, data, seeds), seeds
 
 
 def project_competitor(
@@ -183,21 +208,33 @@ def project_competitor(
     ]
     if len(measured) == len(depths):
         return measured
-    ends = [m.depth for m in measured], [m.seconds_per_epoch for m in measured]
+    at = [m.depth for m in measured]
+    host = [m.seconds_per_epoch for m in measured]
+    device = [m.device_seconds_per_epoch for m in measured]
     first = measured[0]
     return [
-        SettingCost(competitor, d, first.width, float(np.interp(d, *ends)), first.full_epochs)
+        SettingCost(
+            competitor,
+            d,
+            first.width,
+            float(np.interp(d, at, host)),
+            first.full_epochs,
+            float(np.interp(d, at, device)),
+        )
         for d in depths
     ]
 
 
-def report_projection(costs: list[SettingCost], grid: list[int]) -> float:
-    rows, total = [], 0.0
+def report_projection(costs: list[SettingCost], grid: list[int]) -> tuple[float, float]:
+    """Print the projection; return the study's hours on this machine and on one GPU."""
+    rows, total, device_total = [], 0.0, 0.0
     for competitor in COMPETITORS:
         own = [c for c in costs if c.competitor == competitor]
         in_study = [c for c in own if c.depth in study_depths(competitor, grid)]
         hours = sum(c.projected_s for c in in_study) / 3600
+        device_hours = sum(c.device_projected_s for c in in_study) / 3600
         total += hours
+        device_total += device_hours
         rows.append(
             (
                 competitor,
@@ -208,6 +245,7 @@ def report_projection(costs: list[SettingCost], grid: list[int]) -> float:
                 own[0].seconds_per_epoch,
                 in_study[-1].seconds_per_epoch,
                 hours,
+                device_hours,
             )
         )
     table(
@@ -222,6 +260,7 @@ def report_projection(costs: list[SettingCost], grid: list[int]) -> float:
             "s/epoch (min depth)",
             "s/epoch (max depth)",
             "hours",
+            "GPU hours",
         ],
         rows,
     )
@@ -234,7 +273,13 @@ def report_projection(costs: list[SettingCost], grid: list[int]) -> float:
         f"  sweeps/depth.yaml as written (all five over depths {grid[0]}–{grid[-1]}): "
         f"{grid_hours:.1f} h"
     )
-    return total
+    rate = DEVICE_FLOPS[torch.float64] / 1e12
+    print(
+        f"  projected on one GPU: {device_total:.2f} h, from each setting's count of "
+        f"launched operations ({LAUNCH_S * 1e6:g} µs each) and matrix-product flops "
+        f"({rate:g} TFLOP/s) per epoch (benchkit.DeviceWork; no GPU was used)"
+    )
+    return total, device_total
 
 
 # ---------------------------------------------------------------- main
@@ -260,12 +305,13 @@ def main() -> None:
         for competitor in COMPETITORS
         for cost in project_competitor(competitor, grid, epochs=2, quick=args.quick)
     ]
-    hours = report_projection(costs, grid)
+    hours, device_hours = report_projection(costs, grid)
     summary(
         "studies",
         sweeps_s=sum(t.seconds for t in timed if "demo" not in t.name),
         failed=sum(t.status.startswith("FAILED") for t in timed),
         depth_study_h=hours,
+        depth_study_gpu_h=device_hours,
     )
 
 

@@ -115,6 +115,22 @@ def test_studies_parse_every_small_budget_and_measure_a_setting():
     )
     assert cost.seconds_per_epoch > 0 and cost.full_epochs == 2000
     assert cost.projected_s == pytest.approx(2000 * cost.seconds_per_epoch)
+    assert cost.device_seconds_per_epoch > 0
+    assert cost.device_projected_s == pytest.approx(2000 * cost.device_seconds_per_epoch)
+
+
+def test_device_work_counts_launches_and_product_flops():
+    a, b = torch.rand(3, 4, 5, dtype=torch.float64), torch.rand(3, 5, 6, dtype=torch.float64)
+    system = torch.eye(4, dtype=torch.float64).expand(2, 4, 4).contiguous()
+    with benchkit.DeviceWork() as work:
+        product = a @ b  # bmm: 2·3·4·5·6 flops
+        product.mT.sigmoid()  # a view, then one kernel
+        torch.linalg.cholesky_ex(system)  # 2 · 4³/3 flops
+    assert work.flops == pytest.approx(2 * 3 * 4 * 5 * 6 + 2 * 4**3 / 3)
+    assert work.launches >= 3
+    seconds = work.projected_seconds(torch.float64)
+    flop_time = work.flops / benchkit.DEVICE_FLOPS[torch.float64]
+    assert seconds == pytest.approx(work.launches * benchkit.LAUNCH_S + flop_time)
 
 
 def test_gpu_check_without_cuda_says_so(monkeypatch, capsys):
