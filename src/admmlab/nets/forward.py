@@ -14,8 +14,17 @@ def with_ones(v: Tensor) -> Tensor:
 
 
 def affine(w: Tensor, v: Tensor) -> Tensor:
-    """``ṽ W_iᵀ`` for row samples, without materialising ``ṽ``."""
-    return v @ w[..., :-1].transpose(-1, -2) + w[..., -1].unsqueeze(-2)
+    """``ṽ W_iᵀ`` for row samples, without materialising ``ṽ``.
+
+    The bias is the product's initial value (one kernel, one pass over the output).
+    """
+    w_bar_t, bias = w[..., :-1].mT, w[..., -1].unsqueeze(-2)
+    if v.dim() == 2 and w.dim() == 2:
+        return torch.addmm(bias, v, w_bar_t)
+    batch = max(v.shape[0] if v.dim() == 3 else 1, w.shape[0] if w.dim() == 3 else 1)
+    v3 = v if v.dim() == 3 else v.expand(batch, *v.shape)
+    w3 = w_bar_t if w.dim() == 3 else w_bar_t.expand(batch, *w_bar_t.shape)
+    return torch.baddbmm(bias, v3, w3)
 
 
 def hidden_forward(weights: list[Tensor], x: Tensor, activation: str | Activation) -> list[Tensor]:
