@@ -287,9 +287,17 @@ def close_layer(
     ``i`` (its ``Z = W_i⁻A`` is this ``Z_i``).
     """
     stats = update_multiplier(u, s - v, beta)
+    return stats, *step2_core(v, u, z, s, activation, beta=beta)
+
+
+def step2_core(
+    v: Tensor, u: Tensor, z: Tensor, s: Tensor, activation: Activation, *, beta: float
+) -> tuple[Tensor, Tensor]:
+    """Step 2's ``hZ/2 − G`` and ``h = max|B|`` for layer ``i``, from ``V_i``, ``U_i``,
+    ``Z = W_iṼ_{i-1}`` (``z``) and ``σ(Z)`` (``s``), with ``B = V_i − U_i/β_i``."""
     target = lla_target(v, u, beta)
     h = _abs_max(target)
-    return stats, lla_core_(target, s, z, h / 2, activation), h
+    return lla_core_(target, s, z, h / 2, activation), h
 
 
 def augmented_lagrangian(
@@ -356,16 +364,16 @@ def _initial_iterate(
     x_ext: Tensor, weights: list[Tensor], activation: Activation, betas: Sequence[float]
 ) -> _Iterate:
     """ALGORITHM.md, Initialisation: a forward pass and ``U⁰ = 0``; then the first
-    step 2's input from them, as :func:`close_layer` forms it for later iterations."""
+    step 2's input from them (:func:`step2_core`), as :func:`close_layer` forms it later."""
     v_ext, u, core, h = [x_ext], [], [], []
     for w, beta in zip(weights[:-1], betas[:-1], strict=True):
         z = w @ v_ext[-1]
         s = activation.fn(z)
         v_ext.append(_ones_row_buffer(s))
         u.append(torch.zeros_like(s))
-        target = lla_target(s, u[-1], beta)
-        h.append(_abs_max(target))
-        core.append(lla_core_(target, s, z, h[-1] / 2, activation))
+        core_i, h_i = step2_core(s, u[-1], z, s, activation, beta=beta)
+        core.append(core_i)
+        h.append(h_i)
     v_out = weights[-1] @ v_ext[-1]
     u.append(torch.zeros_like(v_out))
     gram = [x_ext @ x_ext.mT] + [_upper_gram(v) for v in v_ext[1:]]
