@@ -11,7 +11,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from admmlab import interrupts
 from admmlab.config import ConfigError, validate
+from admmlab.tracking import SettingRun
 from conftest import runs_of
 
 BAD_INPUT = [
@@ -159,6 +161,63 @@ def test_sigterm_ends_the_run_killed_with_its_partial_history(tmp_path, store_ur
     assert r.info.status == "KILLED"
     steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "train_mse"))
     assert len(steps) >= 10 and steps == list(range(1, len(steps) + 1))
+
+
+@pytest.fixture
+def interrupt_handlers():
+    """The entry point's SIGINT/SIGTERM handlers, restored afterwards."""
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    interrupts.install()
+    yield
+    for signum, handler in old.items():
+        signal.signal(signum, handler)
+
+
+def test_a_signal_inside_a_shielded_block_is_raised_when_the_outer_block_ends(
+    interrupt_handlers,
+):
+    reached = []
+    sigterm = f"signal {int(signal.SIGTERM)}"
+    with pytest.raises(KeyboardInterrupt, match=sigterm), interrupts.shielded():
+        with interrupts.shielded():
+            os.kill(os.getpid(), signal.SIGTERM)
+            reached.append("inner")
+        reached.append("outer")
+    assert reached == ["inner", "outer"]
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+
+
+class _InterruptedStore:
+    """Receives SIGTERM just as its first metrics write completes."""
+
+    def __init__(self):
+        self.logged, self.ended = [], []
+
+    def log_metrics(self, run_id, metrics):
+        first = not self.logged
+        self.logged.extend(metrics)
+        if first:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def set_tags(self, run_id, tags):
+        pass
+
+    def end_run(self, run_id, status):
+        self.ended.append(status)
+
+
+def test_an_interrupted_flush_logs_each_epoch_once_and_the_run_still_ends_killed(
+    interrupt_handlers,
+):
+    store = _InterruptedStore()
+    run = SettingRun(store, "run", [], flush_every=2)
+    run.log_epoch(1, {"train_mse": [1.0]})
+    with pytest.raises(KeyboardInterrupt):
+        run.log_epoch(2, {"train_mse": [0.5]})
+    run.end("KILLED", "interrupted")
+    assert [m.step for m in store.logged] == [1, 2] and store.ended == ["KILLED"]
 
 
 def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_uri):

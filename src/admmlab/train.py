@@ -6,7 +6,6 @@ setting and returns its objective, so Hydra sweepers and Optuna can use it.
 
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from admmlab import runinfo
+from admmlab import interrupts, runinfo
 from admmlab.config import ConfigError, RunConfig, check_group_options, validate
 from admmlab.data import DataError, Dataset, load_dataset
 from admmlab.data.base import stack_trials
@@ -295,10 +294,6 @@ def _failed_job(cfg: DictConfig, message: str) -> float:
     return float("nan")
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> None:
     """Console script ``admmlab-train``.
 
@@ -309,7 +304,7 @@ def main() -> None:
         check_group_options(sys.argv[1:])
     except ConfigError as err:
         sys.exit(f"error: {err}")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupts.install()
     try:
         hydra_entry()
     except KeyboardInterrupt:

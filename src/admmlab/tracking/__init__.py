@@ -25,6 +25,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from admmlab.interrupts import shielded
 from admmlab.paths import mlruns_dir
 
 T = TypeVar("T")
@@ -44,11 +45,12 @@ def default_uri() -> str:
 
 
 def _retry(fn: Callable[..., T], *args, **kwargs) -> T:
-    """Call ``fn``, retrying while SQLite reports a concurrent writer."""
+    """Call ``fn`` shielded from interrupts, retrying while SQLite reports a concurrent writer."""
     delay = 0.05
     for attempt in range(40):
         try:
-            return fn(*args, **kwargs)
+            with shielded():
+                return fn(*args, **kwargs)
         except MlflowException as err:
             if "locked" not in str(err) or attempt == 39:
                 raise
@@ -203,8 +205,9 @@ class SettingRun:
     def flush(self) -> None:
         for run_id, buf in zip(self.targets, self._buffer, strict=True):
             if buf:
-                self.store.log_metrics(run_id, buf)
-                buf.clear()
+                with shielded():  # an interrupt between the two would log ``buf`` twice
+                    self.store.log_metrics(run_id, buf)
+                    buf.clear()
 
     def log_summary(self, summary: Mapping[str, Sequence[float]]) -> None:
         """Per-trial finals on the trial runs; mean and std on the setting run."""
@@ -222,15 +225,19 @@ class SettingRun:
         self.store.log_final(self.run_id, aggregated)
 
     def end(self, status: str, reason: str | None = None) -> None:
-        """Flush what is buffered (and the last epoch seen), then close with ``status``."""
-        if self._skipped is not None:
-            self._append(*self._skipped)
-        self.flush()
-        if reason:
-            self.store.set_tags(self.run_id, {"failure_reason": reason[:5000]})
-        for run_id in self.trial_run_ids:
-            self.store.end_run(run_id, status)
-        self.store.end_run(self.run_id, status)
+        """Flush what is buffered (and the last epoch seen), then close with ``status``.
+
+        Shielded as a whole: a second Ctrl-C must not leave the run RUNNING.
+        """
+        with shielded():
+            if self._skipped is not None:
+                self._append(*self._skipped)
+            self.flush()
+            if reason:
+                self.store.set_tags(self.run_id, {"failure_reason": reason[:5000]})
+            for run_id in self.trial_run_ids:
+                self.store.end_run(run_id, status)
+            self.store.end_run(self.run_id, status)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from admmlab.interrupts import shielded
 from hydra_plugins.admmlab_optuna_sweeper import search_space, storage
 from hydra_plugins.admmlab_optuna_sweeper.config import register
 
@@ -92,7 +93,8 @@ class OptunaSweeper(Sweeper):
             ):
                 print("[optuna] the grid is exhausted")
                 break
-            batch = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
+            with shielded():  # a storage write cut short can leave its SQLite file locked
+                batch = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
             overrides = [
                 [*fixed, *(search_space.as_override(k, v) for k, v in t.params.items())]
                 for t in batch
@@ -114,8 +116,9 @@ class OptunaSweeper(Sweeper):
         try:
             results = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
         except BaseException:
-            for trial in batch:  # interrupted or broken: fail these, keep the study usable
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            with shielded():  # interrupted or broken: fail these, keep the study usable
+                for trial in batch:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         self.job_idx += len(results)
         return results
@@ -131,10 +134,11 @@ class OptunaSweeper(Sweeper):
             and len(values) == len(self.directions)
             and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
         )
-        if ok:
-            study.tell(trial, values if len(values) > 1 else values[0])
-        else:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        with shielded():
+            if ok:
+                study.tell(trial, values if len(values) > 1 else values[0])
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return ok
 
     def _report(self, study: optuna.Study) -> None:
