@@ -102,7 +102,7 @@ class Store:
     def __init__(self, experiment: str, uri: str | None = None):
         self.uri = uri or default_uri()
         check_store(self.uri)
-        with _schema_lock(self.uri):
+        with _schema_lock(self.uri), shielded():  # not half-way through a migration
             self.client = MlflowClient(self.uri)
             self.experiment_id = self._experiment(experiment)
 
