@@ -308,7 +308,7 @@ def main() -> None:
     try:
         hydra_entry()
     except KeyboardInterrupt:
-        sys.exit("error: interrupted; the run was recorded as KILLED")
+        sys.exit("error: interrupted; a run in progress was recorded as KILLED")
 
 
 if __name__ == "__main__":
