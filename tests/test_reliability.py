@@ -220,7 +220,7 @@ def test_an_interrupted_flush_logs_each_epoch_once_and_the_run_still_ends_killed
     assert [m.step for m in store.logged] == [1, 2] and store.ended == ["KILLED"]
 
 
-def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_uri):
+def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_uri, client):
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
@@ -264,6 +264,8 @@ def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_ur
     assert proc.returncode != 0
     complete = trials("COMPLETE")
     assert trials("FAIL") == 1 and trials("RUNNING") == 0
+    (study_run,) = runs_of(client, "study")
+    assert study_run.info.status == "KILLED"
     again = subprocess.run(
         [*args, "hydra.sweeper.n_trials=1", "solver.epochs=3"],
         cwd=tmp_path,
@@ -274,3 +276,10 @@ def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_ur
     )
     assert again.returncode == 0, again.stderr
     assert trials("COMPLETE") == complete + 1 and trials("FAIL") == 1
+    # The continued study keeps its MLflow run, with every setting of both invocations
+    # (the interrupted one KILLED, if the signal came after its run had opened).
+    (study_run,) = runs_of(client, "study")
+    assert study_run.info.status == "FINISHED"
+    assert "failure_reason" not in study_run.data.tags
+    statuses = sorted(s.info.status for s in runs_of(client, "setting"))
+    assert statuses in (["FINISHED"] * (complete + 1), ["FINISHED"] * (complete + 1) + ["KILLED"])

@@ -36,7 +36,7 @@ def test_grid_gives_one_study_run_with_one_setting_per_point(cli, client):
     assert "sweep.yaml" in {a.path for a in client.list_artifacts(study.info.run_id)}
 
 
-def test_optuna_study_continues_across_invocations(cli, tmp_path):
+def test_optuna_study_continues_across_invocations(cli, client, tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     for n in (3, 2):
         done = cli(
@@ -56,6 +56,30 @@ def test_optuna_study_continues_across_invocations(cli, tmp_path):
     states = [t.state for t in study.trials]
     assert states == [optuna.trial.TrialState.COMPLETE] * 5
     assert all(1e-8 <= t.params["solver.lam"] <= 1e-2 for t in study.trials)
+    # One MLflow study run holds the settings of both invocations, as Optuna holds the trials.
+    (run,) = runs_of(client, "study")
+    settings = runs_of(client, "setting")
+    assert len(settings) == 5 and run.info.status == "FINISHED"
+    assert {s.data.tags["mlflow.parentRunId"] for s in settings} == {run.info.run_id}
+    assert run.data.metrics["best_objective"] == min(s.data.metrics["objective"] for s in settings)
+    records = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "sweep.yaml" in records and sum(p.startswith("sweep-") for p in records) == 1
+
+
+def test_a_new_optuna_study_of_the_same_name_opens_a_new_run(cli, client, tmp_path):
+    for storage in (tmp_path / "first.log", tmp_path / "second.log"):
+        done = cli(
+            "-m",
+            "hydra/sweeper=optuna",
+            "hydra.sweeper.n_trials=1",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=same",
+            "solver.lam=tag(log, interval(1e-8, 1e-2))",
+            "solver=admm",
+            *TINY,
+        )
+        assert done.returncode == 0, done.stderr
+    assert len(runs_of(client, "study")) == 2
 
 
 def test_failed_setting_is_recorded_and_the_sweep_goes_on(cli, client):
@@ -81,6 +105,29 @@ def test_failure_rate_limit_stops_the_sweep_with_one_line(cli, client):
     assert done.returncode != 0
     assert re.search(r"sweep stopped: \d of \d settings failed", done.stderr)
     assert len(runs_of(client, "setting")) == 1  # the third setting never ran
+    (study,) = runs_of(client, "study")
+    assert study.info.status == "FAILED" and "sweep stopped" in study.data.tags["failure_reason"]
+
+
+def test_an_optuna_sweep_stopped_by_its_failure_rate_ends_its_study_run_failed(
+    cli, client, tmp_path
+):
+    done = cli(
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.max_failure_rate=0",
+        f"hydra.sweeper.storage={tmp_path / 'journal.log'}",
+        "solver.lr=choice(1e9, 1e10)",
+        "solver=sgd",
+        "activation=relu",
+        *TINY,
+    )
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("error: Optuna study")
+    (study,) = runs_of(client, "study")
+    assert study.info.status == "FAILED"
+    assert "max_failure_rate=0" in study.data.tags["failure_reason"]
 
 
 def test_optuna_failed_trials_are_fail_and_the_grid_sampler_works(cli, tmp_path):

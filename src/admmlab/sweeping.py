@@ -1,11 +1,14 @@
-"""What every sweep shares, whatever the sweeper: one MLflow study run per sweep,
-and the failure policy (a failed setting is recorded and the sweep goes on,
-until more than ``max_failure_rate`` of the settings have failed).
+"""What every sweep shares, whatever the sweeper: one MLflow study run per sweep
+(a continued Optuna study keeps its run), and the failure policy (a failed
+setting is recorded and the sweep goes on, until more than ``max_failure_rate``
+of the settings have failed).
 """
 
+import importlib
 import math
 import os
 import time
+from types import ModuleType
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -20,12 +23,31 @@ EXPERIMENT_ENV = "ADMMLAB_STUDY_EXPERIMENT"
 
 
 def study_name(config: DictConfig) -> str:
-    """``study`` if set, else the Optuna study name, the sweep's name, or a timestamp."""
+    """``study`` if set, else the Optuna study name, the sweep's name, or a timestamp
+    (with the Optuna sweeper: its default study name, so that a study keeps its run)."""
     for key in ("study", "hydra.sweeper.study_name", "hydra.runtime.choices.sweep"):
         value = OmegaConf.select(config, key, default=None)
         if value:
             return str(value)
+    if uses_optuna(config):
+        return optuna_sweeper().optuna_study_name(config)
     return time.strftime("multirun-%Y%m%d-%H%M%S")
+
+
+def uses_optuna(config: DictConfig) -> bool:
+    target = OmegaConf.select(config, "hydra.sweeper._target_", default=None) or ""
+    return target.startswith("hydra_plugins.admmlab_optuna_sweeper.")
+
+
+def optuna_sweeper() -> ModuleType:
+    """The Optuna sweeper's module, imported only for sweeps that use it."""
+    return importlib.import_module("hydra_plugins.admmlab_optuna_sweeper.optuna_sweeper")
+
+
+def continues_optuna_study(config: DictConfig) -> bool:
+    """Whether this multirun goes on with an Optuna study that already has trials:
+    its settings then join that study's run rather than open another."""
+    return uses_optuna(config) and optuna_sweeper().continues_a_study(config)
 
 
 def experiment_name(config: DictConfig) -> str:
@@ -112,6 +134,17 @@ def sweep_record(config: DictConfig) -> dict[str, Any]:
     }
 
 
+# The study run this process opened, until its sweep ends (Hydra calls no callback
+# when a sweep stops early: :func:`abort_open_study` closes it then).
+_open_study: tuple[tracking.Store, str] | None = None
+
+
+def abort_open_study(status: str, reason: str) -> None:
+    """End this process's study run with ``status`` if its sweep stopped early."""
+    if _open_study is not None:
+        tracking.abort_study(*_open_study, status, reason)
+
+
 class StudyCallback(Callback):
     """Opens the study run before a multirun's first job and closes it after the last.
 
@@ -124,21 +157,34 @@ class StudyCallback(Callback):
         self.store: tracking.Store | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global _open_study
         name = study_name(config)
         uri = OmegaConf.select(config, "tracking.uri")
         self.store = tracking.Store(experiment_name(config), uri)
-        self.run_id = tracking.start_study(self.store, name, sweep_definition(config))
-        self.store.log_text(self.run_id, OmegaConf.to_yaml(sweep_record(config)), "sweep.yaml")
+        previous = tracking.latest_study(self.store, name)
+        record = OmegaConf.to_yaml(sweep_record(config))
+        if previous and continues_optuna_study(config):
+            self.run_id = previous
+            tracking.reopen_study(self.store, previous)
+            self.store.log_text(previous, record, time.strftime("sweep-%Y%m%d-%H%M%S.yaml"))
+            verb = "continues in"
+        else:
+            self.run_id = tracking.start_study(self.store, name, sweep_definition(config))
+            self.store.log_text(self.run_id, record, "sweep.yaml")
+            verb = "in"
+        _open_study = (self.store, self.run_id)
         os.environ.update(
             {STUDY_ENV: self.run_id, STUDY_NAME_ENV: name, EXPERIMENT_ENV: experiment_name(config)}
         )
-        print(f"[admmlab] study {name!r}: MLflow run {self.run_id}")
+        print(f"[admmlab] study {name!r} {verb} MLflow run {self.run_id}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global _open_study
         if self.store is None or self.run_id is None:
             return
         best = best_setting(tracking.study_settings(self.store, self.run_id))
         tracking.end_study(self.store, self.run_id, best=best)
+        _open_study = None
         if best:
             print(
                 f"[admmlab] best {best['objective_name']}={best['objective']:.4e} "

@@ -28,6 +28,7 @@ from admmlab.sweeping import (
     EXPERIMENT_ENV,
     STUDY_ENV,
     STUDY_NAME_ENV,
+    abort_open_study,
     enforce_failure_rate,
     is_multirun,
     job_overrides,
@@ -298,7 +299,8 @@ def main() -> None:
     """Console script ``admmlab-train``.
 
     Unknown config-group options are refused in one line before Hydra starts;
-    SIGTERM ends a run KILLED, like Ctrl-C, with everything logged so far kept.
+    SIGTERM ends a run KILLED, like Ctrl-C, with everything logged so far kept,
+    and a sweep that stops early ends its study run KILLED or FAILED.
     """
     try:
         check_group_options(sys.argv[1:])
@@ -308,7 +310,13 @@ def main() -> None:
     try:
         hydra_entry()
     except KeyboardInterrupt:
+        abort_open_study("KILLED", "interrupted (SIGINT/SIGTERM)")
         sys.exit("error: interrupted; a run in progress was recorded as KILLED")
+    except SystemExit as stop:  # Hydra reports a sweep's error by exiting
+        if stop.code not in (None, 0):
+            reason = stop.code if isinstance(stop.code, str) else "the sweep stopped with an error"
+            abort_open_study("FAILED", reason)
+        raise
 
 
 if __name__ == "__main__":

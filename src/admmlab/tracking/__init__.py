@@ -4,8 +4,9 @@ This module writes; :mod:`admmlab.tracking.reader` reads studies back for report
 
 A *setting run* holds one configuration; with K > 1 trials its seeds are
 child runs and the setting run holds the mean and std of each final metric.
-A *study run* (one per sweep) is the parent of its setting runs. Parents are
-passed by id, so the hierarchy holds across processes.
+A *study run* (one per sweep; a continued Optuna study keeps its run) is the
+parent of its setting runs. Parents are passed by id, so the hierarchy holds
+across processes.
 """
 
 import fcntl
@@ -293,6 +294,34 @@ def start_study(store: Store, name: str, definition: Mapping[str, Any]) -> str:
     run_id = store.start_run(name, tags={KIND_TAG: "study", STUDY_TAG: name})
     store.log_params(run_id, definition)
     return run_id
+
+
+def latest_study(store: Store, name: str) -> str | None:
+    """The newest study run named ``name`` in the store's experiment, if any."""
+    query = f"tags.`{KIND_TAG}` = 'study' and tags.`{STUDY_TAG}` = '{name}'"
+    runs = _retry(
+        store.client.search_runs,
+        [store.experiment_id],
+        filter_string=query,
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def reopen_study(store: Store, run_id: str) -> None:
+    """Mark a study run RUNNING again, for a sweep that goes on with the same study."""
+    _retry(store.client.update_run, run_id, status="RUNNING")
+    if "failure_reason" in _retry(store.client.get_run, run_id).data.tags:
+        _retry(store.client.delete_tag, run_id, "failure_reason")
+
+
+def abort_study(store: Store, run_id: str, status: str, reason: str) -> None:
+    """End a study run that is still RUNNING with ``status`` and ``failure_reason``."""
+    if _retry(store.client.get_run, run_id).info.status != "RUNNING":
+        return
+    store.set_tags(run_id, {"failure_reason": reason})
+    store.end_run(run_id, status)
 
 
 def end_study(

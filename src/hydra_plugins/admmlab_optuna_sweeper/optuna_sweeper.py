@@ -26,6 +26,22 @@ from hydra_plugins.admmlab_optuna_sweeper.config import register
 register()
 
 
+def optuna_study_name(config: DictConfig) -> str:
+    """The Optuna study of a multirun: ``hydra.sweeper.study_name``, else ``study``,
+    else ``admmlab``."""
+    for key in ("hydra.sweeper.study_name", "study"):
+        value = OmegaConf.select(config, key, default=None)
+        if value:
+            return str(value)
+    return "admmlab"
+
+
+def continues_a_study(config: DictConfig) -> bool:
+    """Whether a multirun with ``config`` goes on with an Optuna study that has trials."""
+    spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
+    return storage.has_trials(spec, optuna_study_name(config))
+
+
 class OptunaSweeper(Sweeper):
     def __init__(
         self,
@@ -44,8 +60,8 @@ class OptunaSweeper(Sweeper):
             if isinstance(direction, Sequence) and not isinstance(direction, str)
             else [direction]
         )
+        del study_name  # read from the whole config, as the study callback does
         self.storage_spec = storage
-        self.study_name = study_name
         self.n_trials = n_trials
         self.n_jobs = max(1, n_jobs)
         self.max_failure_rate = float(max_failure_rate)
@@ -70,9 +86,8 @@ class OptunaSweeper(Sweeper):
         return instantiate(conf)
 
     def _study(self, space: dict) -> optuna.Study:
-        name = self.study_name or OmegaConf.select(self.config, "study") or "admmlab"
         return optuna.create_study(
-            study_name=str(name),
+            study_name=optuna_study_name(self.config),
             storage=storage.open_storage(self.storage_spec),
             sampler=self._sampler(space),
             directions=self.directions,
@@ -104,10 +119,10 @@ class OptunaSweeper(Sweeper):
                 failures += not self._tell(study, trial, result)
             returns.extend(results)
             done += len(batch)
-            if failures / done > self.max_failure_rate:
-                raise RuntimeError(
-                    f"Optuna study {study.study_name!r} stopped: {failures} of {done} trials "
-                    f"failed, more than max_failure_rate={self.max_failure_rate:g}"
+            if failures / done > self.max_failure_rate:  # one line, past Hydra's reporting
+                raise SystemExit(
+                    f"error: Optuna study {study.study_name!r} stopped: {failures} of {done} "
+                    f"trials failed, more than max_failure_rate={self.max_failure_rate:g}"
                 )
         self._report(study)
         return returns

@@ -37,6 +37,16 @@ def open_storage(spec: str | None) -> BaseStorage:
     return RDBStorage(spec, engine_kwargs={"pool_pre_ping": True})
 
 
+def has_trials(spec: str | None, study_name: str) -> bool:
+    """Whether the storage holds a study ``study_name`` with at least one trial."""
+    opened = open_storage(spec)
+    try:
+        study_id = opened.get_study_id_from_name(study_name)
+    except KeyError:
+        return False
+    return bool(opened.get_all_trials(study_id, deepcopy=False))
+
+
 def describe(spec: str | None) -> str:
     """What ``optuna-dashboard`` takes to open this storage."""
     if not spec:
