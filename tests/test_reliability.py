@@ -189,6 +189,19 @@ def test_a_signal_inside_a_shielded_block_is_raised_when_the_outer_block_ends(
         time.sleep(1)
 
 
+def test_a_second_signal_while_one_is_held_is_raised_at_once(interrupt_handlers):
+    reached = []
+    with pytest.raises(KeyboardInterrupt), interrupts.shielded():
+        os.kill(os.getpid(), signal.SIGTERM)
+        reached.append("held")
+        os.kill(os.getpid(), signal.SIGTERM)
+        reached.append("after the second")
+    assert reached == ["held"]
+    with interrupts.shielded():  # nothing stale is left held
+        reached.append("quiet")
+    assert reached == ["held", "quiet"]
+
+
 class _InterruptedStore:
     """Receives SIGTERM just as its first metrics write completes."""
 

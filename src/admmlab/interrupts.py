@@ -3,12 +3,15 @@
 Python raises a signal's exception between any two bytecodes. Raised inside
 SQLAlchemy's session handling, it can leave a SQLite connection holding the
 write lock, and the run's own KILLED record then waits on that lock forever.
-So the entry point installs :func:`raise_interrupt`, and the tracking package
-wraps each write in :func:`shielded`: a signal arriving inside is raised as
-soon as the outermost shielded block ends.
+So the entry point (and each job, in whatever process a launcher runs it)
+installs :func:`raise_interrupt`, and the tracking package wraps each write in
+:func:`shielded`: a signal arriving inside is raised as soon as the outermost
+shielded block ends. A second signal while one is held is raised at once
+(Ctrl-C twice, or a write that hangs on a remote store).
 """
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,16 +20,21 @@ _pending: int | None = None
 
 
 def raise_interrupt(signum: int, frame: object) -> None:
-    """Signal handler: KeyboardInterrupt now, or when the shielded block ends."""
+    """Signal handler: KeyboardInterrupt when the shielded block ends, or now if
+    outside one or if a signal is already held."""
     global _pending
-    if _depth:
+    if _depth and _pending is None:
         _pending = signum
         return
+    _pending = None
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def install() -> None:
-    """Route SIGINT and SIGTERM through :func:`raise_interrupt` (main thread only)."""
+    """Route SIGINT and SIGTERM through :func:`raise_interrupt`; off the main thread,
+    where Python cannot set handlers (and signals are not delivered), nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        return
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, raise_interrupt)
 

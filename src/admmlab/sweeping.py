@@ -7,6 +7,7 @@ of the settings have failed).
 import importlib
 import math
 import os
+import sys
 import time
 from types import ModuleType
 from typing import Any
@@ -16,10 +17,15 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from admmlab import tracking
+from admmlab.interrupts import shielded
 
 STUDY_ENV = "ADMMLAB_STUDY_RUN_ID"  # the study run every setting run is a child of
 STUDY_NAME_ENV = "ADMMLAB_STUDY"  # the study's name, tagged on every setting run
 EXPERIMENT_ENV = "ADMMLAB_STUDY_EXPERIMENT"
+SINCE_ENV = (
+    "ADMMLAB_STUDY_SINCE"  # when this invocation began (ms): its failure rate counts from then
+)
+OPTUNA_TAGS = ("admmlab.optuna_study", "admmlab.optuna_storage")
 
 
 def study_name(config: DictConfig) -> str:
@@ -48,6 +54,15 @@ def continues_optuna_study(config: DictConfig) -> bool:
     """Whether this multirun goes on with an Optuna study that already has trials:
     its settings then join that study's run rather than open another."""
     return uses_optuna(config) and optuna_sweeper().continues_a_study(config)
+
+
+def optuna_tags(config: DictConfig) -> dict[str, str]:
+    """Which Optuna study (name and storage) a study run records, if any."""
+    if not uses_optuna(config):
+        return {}
+    spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
+    values = (optuna_sweeper().optuna_study_name(config), spec or "default journal")
+    return dict(zip(OPTUNA_TAGS, values, strict=True))
 
 
 def experiment_name(config: DictConfig) -> str:
@@ -95,13 +110,16 @@ def best_setting(runs: list[Any]) -> dict[str, Any] | None:
     }
 
 
-def enforce_failure_rate(store: tracking.Store, study_id: str, max_rate: float) -> None:
-    """End the study FAILED and exit once failed settings exceed ``max_rate`` of the done ones.
+def enforce_failure_rate(
+    store: tracking.Store, study_id: str, max_rate: float, since_ms: int = 0
+) -> None:
+    """End the study FAILED and exit once failed settings exceed ``max_rate`` of the done ones
+    (those started from ``since_ms`` on: a continued study counts this invocation's).
 
     ``SystemExit`` passes through Hydra's launchers (which record an ordinary
     exception and go on), so the sweep really stops.
     """
-    runs = tracking.study_settings(store, study_id)
+    runs = [r for r in tracking.study_settings(store, study_id) if r.info.start_time >= since_ms]
     done = [r for r in runs if r.info.status in ("FINISHED", "FAILED")]
     failed = sum(r.info.status == "FAILED" for r in done)
     if done and failed / len(done) > max_rate:
@@ -140,9 +158,19 @@ _open_study: tuple[tracking.Store, str] | None = None
 
 
 def abort_open_study(status: str, reason: str) -> None:
-    """End this process's study run with ``status`` if its sweep stopped early."""
-    if _open_study is not None:
+    """End this process's study run with ``status`` if its sweep stopped early.
+
+    Says so in one line if the store cannot be written, rather than hide the reason
+    the sweep stopped.
+    """
+    global _open_study
+    if _open_study is None:
+        return
+    try:
         tracking.abort_study(*_open_study, status, reason)
+    except Exception as err:
+        print(f"[admmlab] the study run could not be closed: {err}", file=sys.stderr)
+    _open_study = None
 
 
 class StudyCallback(Callback):
@@ -161,20 +189,30 @@ class StudyCallback(Callback):
         name = study_name(config)
         uri = OmegaConf.select(config, "tracking.uri")
         self.store = tracking.Store(experiment_name(config), uri)
-        previous = tracking.latest_study(self.store, name)
+        tags = optuna_tags(config)
         record = OmegaConf.to_yaml(sweep_record(config))
-        if previous and continues_optuna_study(config):
-            self.run_id = previous
-            tracking.reopen_study(self.store, previous)
-            self.store.log_text(previous, record, time.strftime("sweep-%Y%m%d-%H%M%S.yaml"))
-            verb = "continues in"
-        else:
-            self.run_id = tracking.start_study(self.store, name, sweep_definition(config))
-            self.store.log_text(self.run_id, record, "sweep.yaml")
-            verb = "in"
-        _open_study = (self.store, self.run_id)
+        since = int(time.time() * 1000)
+        with shielded():  # an interrupt waits until the run is known to abort_open_study
+            previous = tracking.latest_study(self.store, name, tags) if tags else None
+            if previous and continues_optuna_study(config):
+                self.run_id, verb = previous, "continues in"
+                _open_study = (self.store, previous)
+                tracking.reopen_study(self.store, previous)
+                self.store.log_text(previous, record, time.strftime("sweep-%Y%m%d-%H%M%S.yaml"))
+            else:
+                self.run_id, verb = (
+                    tracking.start_study(self.store, name, sweep_definition(config), tags),
+                    "in",
+                )
+                _open_study = (self.store, self.run_id)
+                self.store.log_text(self.run_id, record, "sweep.yaml")
         os.environ.update(
-            {STUDY_ENV: self.run_id, STUDY_NAME_ENV: name, EXPERIMENT_ENV: experiment_name(config)}
+            {
+                STUDY_ENV: self.run_id,
+                STUDY_NAME_ENV: name,
+                EXPERIMENT_ENV: experiment_name(config),
+                SINCE_ENV: str(since),
+            }
         )
         print(f"[admmlab] study {name!r} {verb} MLflow run {self.run_id}")
 
@@ -190,5 +228,5 @@ class StudyCallback(Callback):
                 f"[admmlab] best {best['objective_name']}={best['objective']:.4e} "
                 f"({best['overrides']})"
             )
-        for key in (STUDY_ENV, STUDY_NAME_ENV, EXPERIMENT_ENV):
+        for key in (STUDY_ENV, STUDY_NAME_ENV, EXPERIMENT_ENV, SINCE_ENV):
             os.environ.pop(key, None)

@@ -26,6 +26,7 @@ from admmlab.solvers.base import FitResult, NonFiniteError
 from admmlab.solvers.registry import run_solver
 from admmlab.sweeping import (
     EXPERIMENT_ENV,
+    SINCE_ENV,
     STUDY_ENV,
     STUDY_NAME_ENV,
     abort_open_study,
@@ -269,6 +270,7 @@ def hydra_entry(cfg: DictConfig) -> float | list[float]:
     reports it, returns NaN (the sweeper counts it as failed) and the sweep goes
     on unless the study's failure rate passes ``max_failure_rate``.
     """
+    interrupts.install()  # again here: launchers run jobs in processes of their own
     start = time.perf_counter()
     try:
         outcome = run(cfg)
@@ -291,7 +293,8 @@ def _failed_job(cfg: DictConfig, message: str) -> float:
     study_id = os.environ.get(STUDY_ENV)
     if study_id and cfg.tracking.enabled:
         store = Store(os.environ.get(EXPERIMENT_ENV) or cfg.dataset.name, cfg.tracking.uri)
-        enforce_failure_rate(store, study_id, cfg.max_failure_rate)
+        since = int(os.environ.get(SINCE_ENV) or 0)
+        enforce_failure_rate(store, study_id, cfg.max_failure_rate, since)
     return float("nan")
 
 
@@ -314,8 +317,11 @@ def main() -> None:
         sys.exit("error: interrupted; a run in progress was recorded as KILLED")
     except SystemExit as stop:  # Hydra reports a sweep's error by exiting
         if stop.code not in (None, 0):
-            reason = stop.code if isinstance(stop.code, str) else "the sweep stopped with an error"
-            abort_open_study("FAILED", reason)
+            reason = str(stop.code) if isinstance(stop.code, str) else "stopped by an error"
+            abort_open_study("FAILED", reason.removeprefix("error: "))
+        raise
+    except Exception as err:  # re-raised by Hydra with HYDRA_FULL_ERROR=1
+        abort_open_study("FAILED", f"{type(err).__name__}: {err}")
         raise
 
 

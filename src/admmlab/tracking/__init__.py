@@ -228,7 +228,7 @@ class SettingRun:
     def end(self, status: str, reason: str | None = None) -> None:
         """Flush what is buffered (and the last epoch seen), then close with ``status``.
 
-        Shielded as a whole: a second Ctrl-C must not leave the run RUNNING.
+        Shielded as a whole, so that an interrupt waits until the run is closed.
         """
         with shielded():
             if self._skipped is not None:
@@ -289,16 +289,23 @@ def artifact_dir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="admmlab-")
 
 
-def start_study(store: Store, name: str, definition: Mapping[str, Any]) -> str:
+def start_study(
+    store: Store,
+    name: str,
+    definition: Mapping[str, Any],
+    tags: Mapping[str, str] | None = None,
+) -> str:
     """Open a study run (one per sweep) tagged with its name; returns its id."""
-    run_id = store.start_run(name, tags={KIND_TAG: "study", STUDY_TAG: name})
+    run_id = store.start_run(name, tags={**(tags or {}), KIND_TAG: "study", STUDY_TAG: name})
     store.log_params(run_id, definition)
     return run_id
 
 
-def latest_study(store: Store, name: str) -> str | None:
-    """The newest study run named ``name`` in the store's experiment, if any."""
-    query = f"tags.`{KIND_TAG}` = 'study' and tags.`{STUDY_TAG}` = '{name}'"
+def latest_study(store: Store, name: str, tags: Mapping[str, str]) -> str | None:
+    """The newest study run named ``name`` and carrying ``tags`` in the store's
+    experiment, if any."""
+    wanted = {KIND_TAG: "study", STUDY_TAG: name, **tags}
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in wanted.items())
     runs = _retry(
         store.client.search_runs,
         [store.experiment_id],
@@ -318,10 +325,11 @@ def reopen_study(store: Store, run_id: str) -> None:
 
 def abort_study(store: Store, run_id: str, status: str, reason: str) -> None:
     """End a study run that is still RUNNING with ``status`` and ``failure_reason``."""
-    if _retry(store.client.get_run, run_id).info.status != "RUNNING":
-        return
-    store.set_tags(run_id, {"failure_reason": reason})
-    store.end_run(run_id, status)
+    with shielded():
+        if _retry(store.client.get_run, run_id).info.status != "RUNNING":
+            return
+        store.set_tags(run_id, {"failure_reason": reason})
+        store.end_run(run_id, status)
 
 
 def end_study(

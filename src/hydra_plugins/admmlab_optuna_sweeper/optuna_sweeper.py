@@ -39,7 +39,8 @@ def optuna_study_name(config: DictConfig) -> str:
 def continues_a_study(config: DictConfig) -> bool:
     """Whether a multirun with ``config`` goes on with an Optuna study that has trials."""
     spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
-    return storage.has_trials(spec, optuna_study_name(config))
+    with shielded():
+        return storage.has_trials(spec, optuna_study_name(config))
 
 
 class OptunaSweeper(Sweeper):
@@ -86,13 +87,14 @@ class OptunaSweeper(Sweeper):
         return instantiate(conf)
 
     def _study(self, space: dict) -> optuna.Study:
-        return optuna.create_study(
-            study_name=optuna_study_name(self.config),
-            storage=storage.open_storage(self.storage_spec),
-            sampler=self._sampler(space),
-            directions=self.directions,
-            load_if_exists=True,
-        )
+        with shielded():
+            return optuna.create_study(
+                study_name=optuna_study_name(self.config),
+                storage=storage.open_storage(self.storage_spec),
+                sampler=self._sampler(space),
+                directions=self.directions,
+                load_if_exists=True,
+            )
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
         space, fixed = search_space.parse(self.params, arguments)
@@ -108,15 +110,11 @@ class OptunaSweeper(Sweeper):
             ):
                 print("[optuna] the grid is exhausted")
                 break
-            with shielded():  # a storage write cut short can leave its SQLite file locked
-                batch = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - done))]
-            overrides = [
-                [*fixed, *(search_space.as_override(k, v) for k, v in t.params.items())]
-                for t in batch
-            ]
-            results = self._launch(study, batch, overrides)
-            for trial, result in zip(batch, results, strict=True):
-                failures += not self._tell(study, trial, result)
+            size = min(self.n_jobs, self.n_trials - done)
+            batch, results = self._ask_and_launch(study, space, fixed, size)
+            with shielded():  # all of the batch is told, or none
+                for trial, result in zip(batch, results, strict=True):
+                    failures += not self._tell(study, trial, result)
             returns.extend(results)
             done += len(batch)
             if failures / done > self.max_failure_rate:  # one line, past Hydra's reporting
@@ -127,8 +125,23 @@ class OptunaSweeper(Sweeper):
         self._report(study)
         return returns
 
-    def _launch(self, study, batch, overrides) -> Sequence[JobReturn]:
+    def _ask_and_launch(
+        self, study: optuna.Study, space: dict, fixed: list[str], size: int
+    ) -> tuple[list[optuna.Trial], Sequence[JobReturn]]:
+        """Ask for ``size`` trials and run them; on an interrupt or error, every
+        trial asked so far is told FAIL.
+
+        Storage writes are shielded: one cut short can leave a SQLite file locked.
+        """
+        batch: list[optuna.Trial] = []
         try:
+            with shielded():
+                for _ in range(size):
+                    batch.append(study.ask(space))
+            overrides = [
+                [*fixed, *(search_space.as_override(k, v) for k, v in t.params.items())]
+                for t in batch
+            ]
             results = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
         except BaseException:
             with shielded():  # interrupted or broken: fail these, keep the study usable
@@ -136,7 +149,7 @@ class OptunaSweeper(Sweeper):
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         self.job_idx += len(results)
-        return results
+        return batch, results
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> bool:
         """Record one trial; False when it failed (raised or non-finite)."""
@@ -149,11 +162,10 @@ class OptunaSweeper(Sweeper):
             and len(values) == len(self.directions)
             and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
         )
-        with shielded():
-            if ok:
-                study.tell(trial, values if len(values) > 1 else values[0])
-            else:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if ok:
+            study.tell(trial, values if len(values) > 1 else values[0])
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return ok
 
     def _report(self, study: optuna.Study) -> None:
