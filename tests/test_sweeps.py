@@ -66,6 +66,31 @@ def test_optuna_study_continues_across_invocations(cli, client, tmp_path):
     assert "sweep.yaml" in records and sum(p.startswith("sweep-") for p in records) == 1
 
 
+def test_a_continued_seeded_study_does_not_replay_its_trials(cli, tmp_path):
+    storage = tmp_path / "journal.log"
+    for _ in range(2):
+        done = cli(
+            "-m",
+            "hydra/sweeper=optuna",
+            "hydra/sweeper/sampler=random",
+            "hydra.sweeper.sampler.seed=0",
+            "hydra.sweeper.n_trials=2",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=seeded",
+            "solver.lam=tag(log, interval(1e-8, 1e-2))",
+            "solver=admm",
+            *TINY,
+        )
+        assert done.returncode == 0, done.stderr
+    study = optuna.load_study(
+        study_name="seeded",
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(storage))
+        ),
+    )
+    assert len({t.params["solver.lam"] for t in study.trials}) == 4
+
+
 def test_a_new_optuna_study_of_the_same_name_opens_a_new_run(cli, client, tmp_path):
     for storage in (tmp_path / "first.log", tmp_path / "second.log"):
         done = cli(

@@ -40,7 +40,7 @@ def continues_a_study(config: DictConfig) -> bool:
     """Whether a multirun with ``config`` goes on with an Optuna study that has trials."""
     spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
     with shielded():
-        return storage.has_trials(spec, optuna_study_name(config))
+        return storage.trial_count(storage.open_storage(spec), optuna_study_name(config)) > 0
 
 
 class OptunaSweeper(Sweeper):
@@ -80,18 +80,24 @@ class OptunaSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def _sampler(self, space: dict) -> optuna.samplers.BaseSampler:
+    def _sampler(self, space: dict, done: int) -> optuna.samplers.BaseSampler:
+        """The configured sampler; a seeded one continuing a study of ``done`` trials
+        is seeded ``seed + done``, so that it does not replay the trials it has."""
         conf = OmegaConf.to_container(self.sampler_conf, resolve=True)
         if conf["_target_"].endswith("SweepGridSampler"):
             conf["search_space"] = search_space.grid(space)
+        if conf.get("seed") is not None:
+            conf["seed"] += done
         return instantiate(conf)
 
     def _study(self, space: dict) -> optuna.Study:
+        name = optuna_study_name(self.config)
         with shielded():
+            opened = storage.open_storage(self.storage_spec)
             return optuna.create_study(
-                study_name=optuna_study_name(self.config),
-                storage=storage.open_storage(self.storage_spec),
-                sampler=self._sampler(space),
+                study_name=name,
+                storage=opened,
+                sampler=self._sampler(space, storage.trial_count(opened, name)),
                 directions=self.directions,
                 load_if_exists=True,
             )

@@ -37,14 +37,13 @@ def open_storage(spec: str | None) -> BaseStorage:
     return RDBStorage(spec, engine_kwargs={"pool_pre_ping": True})
 
 
-def has_trials(spec: str | None, study_name: str) -> bool:
-    """Whether the storage holds a study ``study_name`` with at least one trial."""
-    opened = open_storage(spec)
+def trial_count(opened: BaseStorage, study_name: str) -> int:
+    """How many trials the study ``study_name`` has in ``opened`` (0 if it has none)."""
     try:
         study_id = opened.get_study_id_from_name(study_name)
     except KeyError:
-        return False
-    return bool(opened.get_all_trials(study_id, deepcopy=False))
+        return 0
+    return len(opened.get_all_trials(study_id, deepcopy=False))
 
 
 def describe(spec: str | None) -> str:
