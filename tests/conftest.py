@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
@@ -61,3 +62,9 @@ def runs_of(client: MlflowClient, kind: str | None = None) -> list:
     ids = [e.experiment_id for e in client.search_experiments()]
     query = f"tags.`admmlab.kind` = '{kind}'" if kind else ""
     return client.search_runs(ids, filter_string=query, max_results=10000)
+
+
+def journal_study(name: str, path: Path) -> optuna.Study:
+    """The Optuna study ``name`` in the journal file at ``path``."""
+    backend = optuna.storages.journal.JournalFileBackend(str(path))
+    return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(backend))

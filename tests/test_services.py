@@ -15,7 +15,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import runs_of
+from conftest import journal_study, runs_of
 
 OPTUNA_TINY = (
     "solver=admm",
@@ -138,10 +138,7 @@ def two_workers(storage: str, store_uri: str, tmp_path: Path) -> None:
 def test_two_optuna_workers_share_a_journal_study(tmp_path, store_uri, client):
     journal = tmp_path / "journal.log"
     two_workers(str(journal), store_uri, tmp_path)
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal))
-    )
-    study = optuna.load_study(study_name="shared", storage=storage)
+    study = journal_study("shared", journal)
     assert len(study.trials) == 6
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     assert len({t.number for t in study.trials}) == 6

@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 from admmlab.paths import sweeps_dir
-from conftest import runs_of
+from conftest import journal_study, runs_of
 
 EPOCHS = 6  # enough for lr=1e9 to overflow float64 on this tiny problem
 TINY = ("dataset=square", "model.width=6", f"solver.epochs={EPOCHS}", "dataset.n_train=200")
@@ -82,12 +82,7 @@ def test_a_continued_seeded_study_does_not_replay_its_trials(cli, tmp_path):
             *TINY,
         )
         assert done.returncode == 0, done.stderr
-    study = optuna.load_study(
-        study_name="seeded",
-        storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(storage))
-        ),
-    )
+    study = journal_study("seeded", storage)
     assert len({t.params["solver.lam"] for t in study.trials}) == 4
 
 
@@ -170,12 +165,7 @@ def test_optuna_failed_trials_are_fail_and_the_grid_sampler_works(cli, tmp_path)
         *TINY,
     )
     assert done.returncode == 0, done.stderr
-    study = optuna.load_study(
-        study_name="g",
-        storage=optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(storage))
-        ),
-    )
+    study = journal_study("g", storage)
     by_lr = {t.params["solver.lr"]: t.state.name for t in study.trials}
     assert by_lr == {0.01: "COMPLETE", 1e9: "FAIL"}
 

@@ -22,9 +22,8 @@ from admmlab.interrupts import shielded
 STUDY_ENV = "ADMMLAB_STUDY_RUN_ID"  # the study run every setting run is a child of
 STUDY_NAME_ENV = "ADMMLAB_STUDY"  # the study's name, tagged on every setting run
 EXPERIMENT_ENV = "ADMMLAB_STUDY_EXPERIMENT"
-SINCE_ENV = (
-    "ADMMLAB_STUDY_SINCE"  # when this invocation began (ms): its failure rate counts from then
-)
+# When this invocation of the sweep began (ms): its failure rate counts from then.
+SINCE_ENV = "ADMMLAB_STUDY_SINCE"
 OPTUNA_TAGS = ("admmlab.optuna_study", "admmlab.optuna_storage")
 
 
@@ -200,10 +199,8 @@ class StudyCallback(Callback):
                 tracking.reopen_study(self.store, previous)
                 self.store.log_text(previous, record, time.strftime("sweep-%Y%m%d-%H%M%S.yaml"))
             else:
-                self.run_id, verb = (
-                    tracking.start_study(self.store, name, sweep_definition(config), tags),
-                    "in",
-                )
+                self.run_id = tracking.start_study(self.store, name, sweep_definition(config), tags)
+                verb = "in"
                 _open_study = (self.store, self.run_id)
                 self.store.log_text(self.run_id, record, "sweep.yaml")
         os.environ.update(
