@@ -169,6 +169,7 @@ def interrupt_handlers():
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     interrupts.install()
     yield
+    interrupts.clear()
     for signum, handler in old.items():
         signal.signal(signum, handler)
 
@@ -200,6 +201,31 @@ def test_a_second_signal_while_one_is_held_is_raised_at_once(interrupt_handlers)
     with interrupts.shielded():  # nothing stale is left held
         reached.append("quiet")
     assert reached == ["held", "quiet"]
+
+
+class _Finaliser:
+    """Receives SIGTERM while Python finalises it, which drops any exception raised."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_signal_whose_exception_a_finaliser_dropped_is_raised_at_the_next_check(
+    interrupt_handlers,
+):
+    _Finaliser()  # garbage at once: "Exception ignored in ... __del__"
+    sigterm = f"signal {int(signal.SIGTERM)}"
+    with pytest.raises(KeyboardInterrupt, match=sigterm), interrupts.shielded():
+        pass
+    _Finaliser()
+    with pytest.raises(KeyboardInterrupt):
+        interrupts.check()
+    interrupts.check()  # raised once, then off the record
+    _Finaliser()
+    interrupts.clear()  # what a handler of the interrupt does
+    with interrupts.shielded():
+        pass
 
 
 class _InterruptedStore:

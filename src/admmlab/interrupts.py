@@ -8,6 +8,12 @@ installs :func:`raise_interrupt`, and the tracking package wraps each write in
 :func:`shielded`: a signal arriving inside is raised as soon as the outermost
 shielded block ends. A second signal while one is held is raised at once
 (Ctrl-C twice, or a write that hangs on a remote store).
+
+Raised outside a shielded block, the exception can land inside a finaliser
+(``__del__``, a weakref callback), where Python prints "Exception ignored" and
+drops it. So a signal stays on record until the code that handles its
+KeyboardInterrupt calls :func:`clear`; until then every shielded block's end and
+every :func:`check` raises it again.
 """
 
 import signal
@@ -23,10 +29,10 @@ def raise_interrupt(signum: int, frame: object) -> None:
     """Signal handler: KeyboardInterrupt when the shielded block ends, or now if
     outside one or if a signal is already held."""
     global _pending
-    if _depth and _pending is None:
-        _pending = signum
+    held = _pending is not None
+    _pending = signum
+    if _depth and not held:
         return
-    _pending = None
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -39,15 +45,27 @@ def install() -> None:
         signal.signal(signum, raise_interrupt)
 
 
+def check() -> None:
+    """Raise a signal that is on record, unless inside a shielded block."""
+    global _pending
+    if _depth == 0 and _pending is not None:
+        signum, _pending = _pending, None
+        raise KeyboardInterrupt(f"signal {signum}")
+
+
+def clear() -> None:
+    """The received signal's KeyboardInterrupt has reached the code that handles it."""
+    global _pending
+    _pending = None
+
+
 @contextmanager
 def shielded() -> Iterator[None]:
     """Hold back interrupts for the block; raise a held one when it ends."""
-    global _depth, _pending
+    global _depth
     _depth += 1
     try:
         yield
     finally:
         _depth -= 1
-        if _depth == 0 and _pending is not None:
-            signum, _pending = _pending, None
-            raise KeyboardInterrupt(f"signal {signum}")
+        check()

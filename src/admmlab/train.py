@@ -210,6 +210,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
     ) as tracked:
 
         def log_epoch(epoch: int, metrics: dict[str, torch.Tensor]) -> None:
+            interrupts.check()  # a signal whose exception a finaliser dropped
             values = torch.stack(list(metrics.values())).detach().cpu().tolist()
             tracked.log_epoch(epoch, dict(zip(metrics, values, strict=True)))
 
@@ -313,6 +314,7 @@ def main() -> None:
     try:
         hydra_entry()
     except KeyboardInterrupt:
+        interrupts.clear()
         abort_open_study("KILLED", "interrupted (SIGINT/SIGTERM)")
         sys.exit("error: interrupted; a run in progress was recorded as KILLED")
     except SystemExit as stop:  # Hydra reports a sweep's error by exiting

@@ -26,7 +26,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from admmlab.interrupts import shielded
+from admmlab import interrupts
 from admmlab.paths import mlruns_dir
 
 T = TypeVar("T")
@@ -50,7 +50,7 @@ def _retry(fn: Callable[..., T], *args, **kwargs) -> T:
     delay = 0.05
     for attempt in range(40):
         try:
-            with shielded():
+            with interrupts.shielded():
                 return fn(*args, **kwargs)
         except MlflowException as err:
             if "locked" not in str(err) or attempt == 39:
@@ -103,7 +103,7 @@ class Store:
     def __init__(self, experiment: str, uri: str | None = None):
         self.uri = uri or default_uri()
         check_store(self.uri)
-        with _schema_lock(self.uri), shielded():  # not half-way through a migration
+        with _schema_lock(self.uri), interrupts.shielded():  # not half-way through a migration
             self.client = MlflowClient(self.uri)
             self.experiment_id = self._experiment(experiment)
 
@@ -206,7 +206,7 @@ class SettingRun:
     def flush(self) -> None:
         for run_id, buf in zip(self.targets, self._buffer, strict=True):
             if buf:
-                with shielded():  # an interrupt between the two would log ``buf`` twice
+                with interrupts.shielded():  # an interrupt between the two would log ``buf`` twice
                     self.store.log_metrics(run_id, buf)
                     buf.clear()
 
@@ -230,7 +230,7 @@ class SettingRun:
 
         Shielded as a whole, so that an interrupt waits until the run is closed.
         """
-        with shielded():
+        with interrupts.shielded():
             if self._skipped is not None:
                 self._append(*self._skipped)
             self.flush()
@@ -276,6 +276,7 @@ def setting_run(
             store.log_params(tid, {**params, "seed": seed})
         yield run
     except KeyboardInterrupt:
+        interrupts.clear()
         run.end("KILLED", "interrupted (SIGINT/SIGTERM)")
         raise
     except BaseException as err:
@@ -325,7 +326,7 @@ def reopen_study(store: Store, run_id: str) -> None:
 
 def abort_study(store: Store, run_id: str, status: str, reason: str) -> None:
     """End a study run that is still RUNNING with ``status`` and ``failure_reason``."""
-    with shielded():
+    with interrupts.shielded():
         if _retry(store.client.get_run, run_id).info.status != "RUNNING":
             return
         store.set_tags(run_id, {"failure_reason": reason})
