@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from admmlab.config import ConfigError, validate
+from admmlab.config import ConfigError, check_override_keys, validate
 from admmlab.paths import conf_dir
 
 GROUPS = ("solver", "activation", "init", "dataset")
@@ -90,6 +90,34 @@ def test_admm_refuses_relu(make_cfg):
 def test_unknown_key_is_refused(make_cfg):
     with pytest.raises(ConfigError, match=r"model\.height"):
         validate(make_cfg("+model.height=3"))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (["model.widht=3"], "model.widht is not a setting; did you mean model.width?"),
+        (["-m", "solver=sgd,admm", "solver.lr=0.1"], "solver.lr is not a setting with solver=admm"),
+        (["dataset=digits", "dataset.options.test_fractoin=0.3"], "dataset.options.test_fraction?"),
+    ],
+)
+def test_a_key_that_the_config_lacks_is_refused_in_one_line(arguments, words):
+    with pytest.raises(ConfigError) as err:
+        check_override_keys(arguments)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["model.width=3", "+extra=1", "hydra.job.chdir=true", "~tracking.uri"],
+        ["solver=admm", "solver.lam=1e-4", "init.scale=2"],
+        ["experiment=admm_sigmoid", "solver.beta=2"],
+        ["-m", "+sweep=optuna_admm", "hydra.sweeper.n_trials=2", "model.width=choice(4,8)"],
+        ["-m", "solver=sgd,adam", "solver.lr=0.1,0.01"],
+    ],
+)
+def test_keys_the_config_has_pass(arguments):
+    check_override_keys(arguments)
 
 
 def test_conf_is_found_from_any_directory(tmp_path, monkeypatch):

@@ -36,6 +36,8 @@ BAD_INPUT = [
     (["dtype=float16"], "dtype"),
     (["solver=admm", "activation=relu"], "activation"),
     (["objective=accuracy"], "objective"),
+    (["model.widht=3"], "model.widht"),
+    (["solver=admm", "solver.lr=0.1"], "solver.lr"),
 ]
 
 

@@ -5,11 +5,13 @@ these dataclasses (types) and checks every range (values). A bad value raises
 :class:`ConfigError` with one line naming the key and the value, before any work.
 """
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import ChoiceSweep
+from hydra.core.override_parser.types import ChoiceSweep, Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -197,6 +199,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
 
 
 GROUPS = ("solver", "activation", "init", "dataset", "experiment", "sweep")
+_ABSENT = object()
 
 
 def group_options(group: str) -> list[str]:
@@ -204,23 +207,99 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
-def check_group_options(arguments: list[str]) -> None:
-    """Refuse ``solver=foo`` (or ``init=a,foo``) with one line, before Hydra composes."""
+def _parse_overrides(arguments: list[str]) -> list[Override]:
+    """The command line's overrides; none if one is malformed (Hydra itself reports it)."""
     try:
-        overrides = OverridesParser.create().parse_overrides(
+        return OverridesParser.create().parse_overrides(
             [a for a in arguments if "=" in a and not a.startswith("-")]
         )
     except HydraException:
-        return  # a syntax error: Hydra itself reports it
-    for override in overrides:
+        return []
+
+
+def _group_values(override: Override) -> list[Any]:
+    value = override.value()
+    return value.list if isinstance(value, ChoiceSweep) else [value]
+
+
+def check_group_options(arguments: list[str]) -> None:
+    """Refuse ``solver=foo`` (or ``init=a,foo``) with one line, before Hydra composes."""
+    for override in _parse_overrides(arguments):
         group = override.key_or_group
         if group not in GROUPS or override.is_delete():
             continue
-        value = override.value()
-        values = value.list if isinstance(value, ChoiceSweep) else [value]
         options = group_options(group)
-        for v in values:
+        for v in _group_values(override):
             if isinstance(v, str) and v not in options and v != "null":
                 raise ConfigError(
                     f"{group}={v} is not an option; choose one of {', '.join(options)}"
                 )
+
+
+def _sets_existing_key(override: Override) -> bool:
+    """Whether ``override`` changes a key that must already exist (``key=value``)."""
+    key = override.key_or_group
+    return not (
+        key in GROUPS
+        or key.startswith("hydra")
+        or override.package is not None
+        or override.is_add()
+        or override.is_force_add()
+        or override.is_delete()
+    )
+
+
+def _choice_sets(overrides: list[Override]) -> list[list[str]]:
+    """The group choices to check keys against: the first value of each group the
+    command names, then each further value of a swept group in turn (one group at a
+    time, not every combination)."""
+    groups = [
+        (f"{'+' if o.is_add() else ''}{o.key_or_group}", [str(v) for v in _group_values(o)])
+        for o in overrides
+        if o.key_or_group in GROUPS and not o.is_delete()
+        and all(isinstance(v, str) for v in _group_values(o))
+    ]  # fmt: skip
+    base = [f"{name}={values[0]}" for name, values in groups]
+    sets = [base]
+    for j, (name, values) in enumerate(groups):
+        sets += [[*base[:j], f"{name}={v}", *base[j + 1 :]] for v in values[1:]]
+    return sets
+
+
+def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in cfg.items_ex(resolve=False):
+        keys += _leaf_keys(v, f"{prefix}{k}.") if isinstance(v, DictConfig) else [f"{prefix}{k}"]
+    return keys
+
+
+def _unknown_key(key: str, cfg: DictConfig, choices: list[str]) -> str:
+    where = f" with {' '.join(choices)}" if choices else ""
+    close = difflib.get_close_matches(key, _leaf_keys(cfg), n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{key} is not a setting{where}{hint} (a new key needs +{key}=…)"
+
+
+def check_override_keys(arguments: list[str]) -> None:
+    """Refuse ``model.widht=3`` with one line naming the key, before Hydra composes
+    (Hydra's own report is a paragraph).
+
+    Each key set without ``+`` must exist in the config that the command's group
+    choices compose; for a sweep over a group, with each of its values.
+    """
+    overrides = _parse_overrides(arguments)
+    keys = [o.key_or_group for o in overrides if _sets_existing_key(o)]
+    if not keys:
+        return
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        for choices in _choice_sets(overrides):
+            try:
+                cfg = compose("config", overrides=choices)
+            except (HydraException, OmegaConfBaseException):
+                return  # Hydra reports what is wrong with the choices themselves
+            for key in keys:
+                found = OmegaConf.select(
+                    cfg, key, default=_ABSENT, throw_on_resolution_failure=False
+                )
+                if found is _ABSENT:
+                    raise ConfigError(_unknown_key(key, cfg, choices))

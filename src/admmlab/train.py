@@ -16,7 +16,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from admmlab import interrupts, runinfo
-from admmlab.config import ConfigError, RunConfig, check_group_options, validate
+from admmlab.config import (
+    ConfigError,
+    RunConfig,
+    check_group_options,
+    check_override_keys,
+    validate,
+)
 from admmlab.data import DataError, Dataset, load_dataset
 from admmlab.data.base import stack_trials
 from admmlab.nets import init_weights
@@ -308,6 +314,7 @@ def main() -> None:
     """
     try:
         check_group_options(sys.argv[1:])
+        check_override_keys(sys.argv[1:])
     except ConfigError as err:
         sys.exit(f"error: {err}")
     interrupts.install()
