@@ -8,6 +8,7 @@ import pytest
 
 from admmlab.paths import sweeps_dir
 from conftest import journal_study, runs_of
+from hydra_plugins.admmlab_optuna_sweeper import search_space
 
 EPOCHS = 6  # enough for lr=1e9 to overflow float64 on this tiny problem
 TINY = ("dataset=square", "model.width=6", f"solver.epochs={EPOCHS}", "dataset.n_train=200")
@@ -233,3 +234,34 @@ def test_every_sweep_runs_at_its_small_budget(cli, client, path, tmp_path):
     assert settings and all(s.info.status == "FINISHED" for s in settings)
     (study,) = runs_of(client, "study")
     assert study.data.tags["admmlab.study"]
+
+
+def test_the_command_line_has_the_last_word_on_a_search_space_key():
+    params = {"model.width": "choice(10, 20)", "solver.lam": "1e-3"}
+    space, fixed = search_space.parse(params, ["model.width=4", "solver.lam=interval(1e-6, 1e-2)"])
+    assert set(space) == {"solver.lam"} and fixed == ["model.width=4"]
+
+
+def test_a_continued_study_refuses_a_search_space_its_trials_cannot_continue_in(cli, tmp_path):
+    storage = tmp_path / "journal.log"
+    sweep = ["-m", "hydra/sweeper=optuna", f"hydra.sweeper.storage={storage}", "solver=sgd"]
+    lr = "solver.lr=interval(1e-3, 1e-2)"
+    first = cli(*sweep, "hydra.sweeper.n_trials=2", "model.width=choice(4, 8)", lr, *TINY[2:])
+    assert first.returncode == 0, first.stderr
+    again = cli(*sweep, "hydra.sweeper.n_trials=2", "model.width=choice(10, 20)", lr, *TINY[2:])
+    assert again.returncode != 0
+    line = again.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: Optuna study 'admmlab' cannot go on: model.width:")
+    assert "choice(4, 8)" in line and "choice(10, 20)" in line
+    assert len(journal_study("admmlab", storage).trials) == 2
+    # a float range may change: Optuna's samplers take the old trials as they are
+    wider = "solver.lr=interval(1e-3, 1e-1)"
+    done = cli(*sweep, "hydra.sweeper.n_trials=1", "model.width=choice(4, 8)", wider, *TINY[2:])
+    assert done.returncode == 0, done.stderr
+    assert len(journal_study("admmlab", storage).trials) == 3
+
+
+def test_a_sweep_without_tracking_opens_no_study_run(cli, client):
+    done = cli("-m", "model.depth=1,2", "tracking.enabled=false", *TINY)
+    assert done.returncode == 0, done.stderr
+    assert runs_of(client) == []

@@ -176,7 +176,8 @@ class StudyCallback(Callback):
     """Opens the study run before a multirun's first job and closes it after the last.
 
     Jobs find it through environment variables, which launcher processes inherit,
-    so the hierarchy holds across processes.
+    so the hierarchy holds across processes. With ``tracking.enabled=false`` it
+    opens nothing.
     """
 
     def __init__(self) -> None:
@@ -185,6 +186,8 @@ class StudyCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global _open_study
+        if not OmegaConf.select(config, "tracking.enabled", default=True):
+            return
         name = study_name(config)
         uri = OmegaConf.select(config, "tracking.uri")
         self.store = tracking.Store(experiment_name(config), uri)

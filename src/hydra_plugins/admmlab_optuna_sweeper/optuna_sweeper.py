@@ -102,9 +102,24 @@ class OptunaSweeper(Sweeper):
                 load_if_exists=True,
             )
 
+    def _open(self, arguments: list[str]) -> tuple[optuna.Study, dict, list[str]]:
+        """The study, its search space and the fixed overrides; a space that cannot be
+        sampled, or that the study's trials cannot continue in, is one line."""
+        try:
+            space, fixed = search_space.parse(self.params, arguments)
+            study = self._study(space)
+        except search_space.SearchSpaceError as err:
+            raise SystemExit(f"error: {err}") from None
+        try:
+            search_space.check_continuation(study.get_trials(deepcopy=False), space)
+        except search_space.SearchSpaceError as err:
+            raise SystemExit(
+                f"error: Optuna study {study.study_name!r} cannot go on: {err}"
+            ) from None
+        return study, space, fixed
+
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
-        space, fixed = search_space.parse(self.params, arguments)
-        study = self._study(space)
+        study, space, fixed = self._open(arguments)
         print(
             f"[optuna] study {study.study_name!r} in {storage.describe(self.storage_spec)}: "
             f"{len(study.trials)} trials so far, {self.n_trials} to run"

@@ -15,8 +15,10 @@ from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
+    check_distribution_compatibility,
 )
 from optuna.samplers import GridSampler
+from optuna.trial import FrozenTrial
 
 
 class SearchSpaceError(ValueError):
@@ -45,16 +47,55 @@ def to_distribution(override: Override) -> BaseDistribution:
 def parse(
     params: Mapping[str, Any] | None, arguments: Sequence[str]
 ) -> tuple[dict[str, BaseDistribution], list[str]]:
-    """Search space from ``params`` and sweep overrides; the rest stay fixed overrides."""
+    """Search space from ``params`` and sweep overrides; the rest stay fixed overrides.
+
+    The last word on a key wins: ``model.width=4`` on the command line takes
+    ``model.width`` out of the sweep file's search space, and a sweep on the
+    command line replaces the file's range or a fixed value.
+    """
     lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
     space: dict[str, BaseDistribution] = {}
-    fixed: list[str] = []
+    fixed: dict[str, str] = {}
     for override in OverridesParser.create().parse_overrides(lines):
+        key = override.get_key_element()
+        space.pop(key, None)
+        fixed.pop(key, None)
         if override.is_sweep_override():
-            space[override.get_key_element()] = to_distribution(override)
+            space[key] = to_distribution(override)
         else:
-            fixed.append(override.input_line)
-    return space, fixed
+            fixed[key] = override.input_line
+    return space, list(fixed.values())
+
+
+def check_continuation(
+    trials: Sequence[FrozenTrial], space: Mapping[str, BaseDistribution]
+) -> None:
+    """Refuse a search space that an existing study's trials cannot continue in.
+
+    Optuna lets a range change (a float interval, say) but not a parameter's kind
+    nor a categorical's choices: its samplers then fail on the old trials' values.
+    """
+    for trial in trials:
+        for name, old in trial.distributions.items():
+            new = space.get(name)
+            if new is None:
+                continue
+            try:
+                check_distribution_compatibility(old, new)
+            except ValueError:
+                raise SearchSpaceError(
+                    f"{name}: the study's trials sampled it from {_show(old)}, this sweep "
+                    f"from {_show(new)}; keep the search space or name a new study "
+                    "(hydra.sweeper.study_name=…)"
+                ) from None
+
+
+def _show(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        return f"choice({', '.join(map(str, dist.choices))})"
+    kind = "int" if isinstance(dist, IntDistribution) else "float"
+    log = ", log" if getattr(dist, "log", False) else ""
+    return f"{kind} [{dist.low}, {dist.high}{log}]"
 
 
 def grid(space: Mapping[str, BaseDistribution]) -> dict[str, list[Any]]:
