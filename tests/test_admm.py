@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from admmlab.nets import forward, get_activation, hidden_forward, init_weights
-from admmlab.solvers import admm
+from admmlab.solvers import admm, sgd
 from admmlab.solvers.admm import fit
 from admmlab.solvers.base import NonFiniteError
 from numpy_admm import admm_reference
@@ -171,6 +171,52 @@ def test_bad_settings_are_refused(settings: dict, message: str) -> None:
     kwargs = {"lam": 1e-6, "beta": 1.0, "epochs": 1} | settings
     with pytest.raises(ValueError, match=message):
         fit(x, y, w, **kwargs)
+
+
+def _solve(solver: str, x, y, w, **kwargs):
+    if solver == "admm":
+        return fit(x, y, w, lam=1e-6, beta=1.0, epochs=2, **kwargs)
+    return sgd.fit(x, y, w, lr=0.01, epochs=2, batch_size=10, **kwargs)
+
+
+def _wide(t: Tensor, columns: int) -> Tensor:
+    return t[..., :1].repeat_interleave(columns, dim=-1)
+
+
+BAD_SHAPES = [
+    (lambda x, y, w: (_wide(x, 3), y, w, {}), r"X has 3 features, but W_1 of shape \(3, 3\)"),
+    (lambda x, y, w: (x, _wide(y, 2), w, {}), r"Y has 2 columns, but the output layer W_3"),
+    (lambda x, y, w: (x, y[:20], w, {}), r"X has 30 samples and Y 20"),
+    (lambda x, y, w: (x, y[:, 0], w, {}), r"Y must be \(N, m\) or \(K, N, m\), got \(30,\)"),
+    (lambda x, y, w: (x, y, [w[0], w[0]], {}), r"W_2 of shape \(3, 3\) does not follow W_1"),
+    (lambda x, y, w: (x, y, w, {"X_test": x}), r"X_test is given without Y_test"),
+    (lambda x, y, w: (x, y, w, {"X_val": x[:, :1], "Y_val": y}), r"X_val has 1 features"),
+    (lambda x, y, w: (x.expand(3, -1, -1), y.expand(2, -1, -1), w, {}), r"number of trials"),
+]
+
+
+@pytest.mark.parametrize("solver", ["admm", "sgd"])
+@pytest.mark.parametrize(("bad", "message"), BAD_SHAPES)
+def test_inputs_that_disagree_with_the_network_are_refused_in_one_line(solver, bad, message):
+    x, y, w = _problem(0, depth=2, width=3)
+    x, y, w, held_out = bad(x, y, w)
+    with pytest.raises(ValueError, match=message) as err:
+        _solve(solver, x, y, w, **held_out)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("solver", ["admm", "sgd"])
+def test_numpy_arrays_are_taken_as_they_are(solver):
+    x, y, w = _problem(0, depth=2, width=3)
+    as_numpy = [t.numpy() for t in w]
+    from_numpy = _solve(solver, x.numpy(), y.numpy(), as_numpy, X_test=x.numpy(), Y_test=y.numpy())
+    from_torch = _solve(solver, x, y, w, X_test=x, Y_test=y)
+    assert set(from_numpy.history) == set(from_torch.history)
+    for name, values in from_torch.history.items():
+        if name != "epoch_time_s":
+            assert torch.equal(from_numpy.history[name], values), name
+    pairs = zip(from_numpy.weights, from_torch.weights, strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_nan_in_data_is_reported_at_first_epoch() -> None:

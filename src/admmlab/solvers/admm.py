@@ -43,6 +43,7 @@ from admmlab.solvers.base import (
     FitResult,
     HistoryRecorder,
     NonFiniteError,
+    as_problem,
     check_finite,
     evaluate,
 )
@@ -561,10 +562,8 @@ def _trial_weights(weights: Sequence[Tensor], n_trials: int) -> list[Tensor]:
 
 
 def _trial_count(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> int:
-    counts = {t.shape[0] for t in (x, y, weights[0]) if t.dim() == 3}
-    if len(counts) > 1:
-        raise ValueError(f"X, Y and weights disagree on the number of trials: {sorted(counts)}")
-    return counts.pop() if counts else 1
+    """K of whichever input has a trial dimension (:func:`as_problem` made them agree)."""
+    return max(t.shape[0] if t.dim() == 3 else 1 for t in (x, y, weights[0]))
 
 
 # ---------------------------------------------------------------- the solver
@@ -598,6 +597,9 @@ def fit(
     input had a trial dimension. A non-finite iterate raises :class:`NonFiniteError`
     whose ``partial`` holds the last finite weights and the history before it.
     """
+    X, Y, weights, sets = as_problem(
+        X, Y, weights, {"test": (X_test, Y_test), "val": (X_val, Y_val)}
+    )
     act = _smooth_activation(activation)
     betas = _layer_betas(beta, len(weights))
     _check_settings(lam, epochs)
@@ -606,11 +608,7 @@ def fit(
     n_trials = _trial_count(X, Y, weights)
     batched = any(t.dim() == 3 for t in (X, Y, weights[0]))
     w0 = _trial_weights([w.to(device, dtype) for w in weights], n_trials)
-    held_out = {
-        name: (x.to(device, dtype), y.to(device, dtype))
-        for name, x, y in (("test", X_test, Y_test), ("val", X_val, Y_val))
-        if x is not None and y is not None
-    }
+    held_out = {name: (x.to(device, dtype), y.to(device, dtype)) for name, (x, y) in sets.items()}
 
     if device.type == "cpu":
         _recycle_freed_memory()

@@ -1,5 +1,6 @@
 """What every solver shares: the result type, the epoch observer and divergence."""
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -47,6 +48,76 @@ class FitResult:
                 self.history["train_mse"], nan=float("inf")
             ).amin(dim=0)
         return out
+
+
+def _shape(t: Tensor) -> str:
+    return str(tuple(t.shape))
+
+
+def _check_weights(weights: Sequence[Tensor]) -> None:
+    """``W_i`` is ``n_i × (n_{i-1} + 1)``, with or without a leading K, all alike."""
+    if not weights:
+        raise ValueError("weights is empty: give W_1 … W_{L+1}, as init_weights returns them")
+    ndim = weights[0].dim()
+    for i, w in enumerate(weights, start=1):
+        if w.dim() not in (2, 3) or w.dim() != ndim:
+            raise ValueError(
+                f"W_{i} must be n_i × (n_{{i-1}}+1), with or without a leading K like W_1; "
+                f"got shape {_shape(w)}"
+            )
+        if i > 1 and w.shape[-1] != weights[i - 2].shape[-2] + 1:
+            raise ValueError(
+                f"W_{i} of shape {_shape(w)} does not follow W_{i - 1} of shape "
+                f"{_shape(weights[i - 2])}: it needs {weights[i - 2].shape[-2] + 1} columns"
+            )
+
+
+def _check_pair(name: str, x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> None:
+    """``X`` is ``(N, d)`` or ``(K, N, d)`` and ``Y`` ``(N, m)`` or ``(K, N, m)``, with
+    ``d`` and ``m`` those of the network and the same ``N``."""
+    for label, t, cols in ((f"X{name}", x, "d"), (f"Y{name}", y, "m")):
+        if t.dim() not in (2, 3):
+            raise ValueError(f"{label} must be (N, {cols}) or (K, N, {cols}), got {_shape(t)}")
+    d, m = weights[0].shape[-1] - 1, weights[-1].shape[-2]
+    if x.shape[-1] != d:
+        raise ValueError(
+            f"X{name} has {x.shape[-1]} features, but W_1 of shape {_shape(weights[0])} "
+            f"takes d = {d} (its last column is the bias)"
+        )
+    if y.shape[-1] != m:
+        raise ValueError(
+            f"Y{name} has {y.shape[-1]} columns, but the output layer "
+            f"W_{len(weights)} of shape {_shape(weights[-1])} gives m = {m}"
+        )
+    if x.shape[-2] != y.shape[-2]:
+        raise ValueError(f"X{name} has {x.shape[-2]} samples and Y{name} {y.shape[-2]}")
+
+
+def as_problem(
+    X: object, Y: object, weights: Sequence[object], held_out: dict[str, tuple[object, object]]
+) -> tuple[Tensor, Tensor, list[Tensor], dict[str, tuple[Tensor, Tensor]]]:
+    """A solver's inputs as tensors (NumPy arrays are taken too), their shapes
+    checked against the network with one line naming what disagrees.
+
+    ``held_out`` maps a set's name (``test``, ``val``) to its ``(X, Y)``; a set
+    given with only one of the two is refused, one given with neither is dropped.
+    """
+    ws = [torch.as_tensor(w) for w in weights]
+    _check_weights(ws)
+    X, Y = torch.as_tensor(X), torch.as_tensor(Y)
+    _check_pair("", X, Y, ws)
+    sets = {}
+    for name, (x, y) in held_out.items():
+        if (x is None) != (y is None):
+            given, missing = ("X", "Y") if y is None else ("Y", "X")
+            raise ValueError(f"{given}_{name} is given without {missing}_{name}")
+        if x is not None:
+            sets[name] = (torch.as_tensor(x), torch.as_tensor(y))
+            _check_pair(f"_{name}", *sets[name], ws)
+    leading = {t.shape[0] for t in (X, Y, ws[0], *itertools.chain(*sets.values())) if t.dim() == 3}
+    if len(leading) > 1:
+        raise ValueError(f"the inputs disagree on the number of trials K: {sorted(leading)}")
+    return X, Y, ws, sets
 
 
 def check_finite(quantity: str, epoch: int, t: Tensor, hint: str = "") -> None:

@@ -18,6 +18,7 @@ from admmlab.solvers.base import (
     FitResult,
     HistoryRecorder,
     NonFiniteError,
+    as_problem,
     check_finite,
     evaluate,
 )
@@ -106,8 +107,8 @@ def _batched(X: Tensor, Y: Tensor, weights: list[Tensor]):
     return X, Y, ws, batched
 
 
-def _as_trials(t: Tensor | None, k: int) -> Tensor | None:
-    return t if t is None or t.dim() == 3 else t.expand(k, *t.shape)
+def _as_trials(t: Tensor, k: int) -> Tensor:
+    return t if t.dim() == 3 else t.expand(k, *t.shape)
 
 
 def fit(
@@ -141,6 +142,9 @@ def fit(
     fix the mini-batch order. History: ``train_mse``, ``test_mse``,
     ``grad_norm/layer_i`` (RMS over the epoch's steps), ``lr`` and ``epoch_time_s``.
     """
+    X, Y, weights, held_out = as_problem(
+        X, Y, weights, {"val": (X_val, Y_val), "test": (X_test, Y_test)}
+    )
     act = get_activation(activation)
     X, Y, ws, batched = _batched(X, Y, weights)
     k, n = X.shape[0], X.shape[1]
@@ -150,10 +154,8 @@ def fit(
     opt = make_optimizer(method, params, lr=lr, momentum=momentum, betas=betas, eps=eps)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_every, gamma=lr_gamma)
     orders = batch_orders(seeds if seeds is not None else range(k), n, epochs, X.device)
-    sets = {
-        "train": (X, Y),
-        "val": None if X_val is None else (_as_trials(X_val, k), _as_trials(Y_val, k)),
-        "test": None if X_test is None else (_as_trials(X_test, k), _as_trials(Y_test, k)),
+    sets = {"train": (X, Y)} | {
+        name: (_as_trials(x, k), _as_trials(y, k)) for name, (x, y) in held_out.items()
     }
     recorder = HistoryRecorder(callback)
     steps = n // batch_size  # a ragged last batch is dropped, as in the paper's setup
