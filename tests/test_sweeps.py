@@ -237,12 +237,23 @@ def test_every_sweep_runs_at_its_small_budget(cli, client, path, tmp_path):
 
 
 def test_the_command_line_has_the_last_word_on_a_search_space_key():
-    params = {"model.width": "choice(10, 20)", "solver.lam": "1e-3"}
-    space, fixed = search_space.parse(params, ["model.width=4", "solver.lam=interval(1e-6, 1e-2)"])
-    assert set(space) == {"solver.lam"} and fixed == ["model.width=4"]
+    params = {"model.width": "choice(10, 20)", "solver.lam": "1e-3", "init.scale": "range(1, 3)"}
+    arguments = ["model.width=4", "solver.lam=interval(1e-6, 1e-2)", "++init.scale=2"]
+    space, fixed = search_space.parse(params, arguments)
+    assert set(space) == {"solver.lam"} and fixed == ["model.width=4", "++init.scale=2"]
 
 
-def test_a_continued_study_refuses_a_search_space_its_trials_cannot_continue_in(cli, tmp_path):
+@pytest.mark.parametrize(
+    "sweep", ["solver.lr=tag(log, interval(0, 1))", "solver.lr=interval(1e-2, 1e-8)"]
+)
+def test_a_range_optuna_rejects_is_one_line(sweep):
+    with pytest.raises(search_space.SearchSpaceError, match=r"^solver\.lr: `low"):
+        search_space.parse({}, [sweep])
+
+
+def test_a_continued_study_refuses_a_search_space_its_trials_cannot_continue_in(
+    cli, client, tmp_path
+):
     storage = tmp_path / "journal.log"
     sweep = ["-m", "hydra/sweeper=optuna", f"hydra.sweeper.storage={storage}", "solver=sgd"]
     lr = "solver.lr=interval(1e-3, 1e-2)"
@@ -254,6 +265,8 @@ def test_a_continued_study_refuses_a_search_space_its_trials_cannot_continue_in(
     assert line.startswith("error: Optuna study 'admmlab' cannot go on: model.width:")
     assert "choice(4, 8)" in line and "choice(10, 20)" in line
     assert len(journal_study("admmlab", storage).trials) == 2
+    (study,) = runs_of(client, "study")  # refused before its run was reopened
+    assert study.info.status == "FINISHED" and "failure_reason" not in study.data.tags
     # a float range may change: Optuna's samplers take the old trials as they are
     wider = "solver.lr=interval(1e-3, 1e-1)"
     done = cli(*sweep, "hydra.sweeper.n_trials=1", "model.width=choice(4, 8)", wider, *TINY[2:])

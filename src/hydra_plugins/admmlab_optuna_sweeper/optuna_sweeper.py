@@ -18,8 +18,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial
 
-from admmlab.interrupts import shielded
+from admmlab import interrupts
 from hydra_plugins.admmlab_optuna_sweeper import search_space, storage
 from hydra_plugins.admmlab_optuna_sweeper.config import register
 
@@ -37,10 +38,36 @@ def optuna_study_name(config: DictConfig) -> str:
 
 
 def continues_a_study(config: DictConfig) -> bool:
-    """Whether a multirun with ``config`` goes on with an Optuna study that has trials."""
+    """Whether a multirun with ``config`` goes on with an Optuna study that has trials.
+
+    One whose search space those trials cannot go on in is refused here, in one
+    line, before the study's MLflow run is reopened for it.
+    """
     spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
-    with shielded():
-        return storage.trial_count(storage.open_storage(spec), optuna_study_name(config)) > 0
+    name = optuna_study_name(config)
+    with interrupts.shielded():
+        trials = storage.study_trials(storage.open_storage(spec), name)
+    if trials:
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+        space, _ = parse_space(dict(params), list(config.hydra.overrides.task))
+        refuse_incompatible_space(name, trials, space)
+    return bool(trials)
+
+
+def parse_space(params: dict, arguments: list[str]) -> tuple[dict, list[str]]:
+    """:func:`search_space.parse`, with a space Optuna cannot sample as one line."""
+    try:
+        return search_space.parse(params, arguments)
+    except search_space.SearchSpaceError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def refuse_incompatible_space(name: str, trials: Sequence[FrozenTrial], space: dict) -> None:
+    """Stop, in one line, a sweep whose search space the study's trials cannot go on in."""
+    try:
+        search_space.check_continuation(trials, space)
+    except search_space.SearchSpaceError as err:
+        raise SystemExit(f"error: Optuna study {name!r} cannot go on: {err}") from None
 
 
 class OptunaSweeper(Sweeper):
@@ -92,34 +119,26 @@ class OptunaSweeper(Sweeper):
 
     def _study(self, space: dict) -> optuna.Study:
         name = optuna_study_name(self.config)
-        with shielded():
+        with interrupts.shielded():
             opened = storage.open_storage(self.storage_spec)
+            trials = storage.study_trials(opened, name)
+        refuse_incompatible_space(name, trials, space)
+        try:
+            sampler = self._sampler(space, len(trials))
+        except search_space.SearchSpaceError as err:
+            raise SystemExit(f"error: {err}") from None
+        with interrupts.shielded():
             return optuna.create_study(
                 study_name=name,
                 storage=opened,
-                sampler=self._sampler(space, storage.trial_count(opened, name)),
+                sampler=sampler,
                 directions=self.directions,
                 load_if_exists=True,
             )
 
-    def _open(self, arguments: list[str]) -> tuple[optuna.Study, dict, list[str]]:
-        """The study, its search space and the fixed overrides; a space that cannot be
-        sampled, or that the study's trials cannot continue in, is one line."""
-        try:
-            space, fixed = search_space.parse(self.params, arguments)
-            study = self._study(space)
-        except search_space.SearchSpaceError as err:
-            raise SystemExit(f"error: {err}") from None
-        try:
-            search_space.check_continuation(study.get_trials(deepcopy=False), space)
-        except search_space.SearchSpaceError as err:
-            raise SystemExit(
-                f"error: Optuna study {study.study_name!r} cannot go on: {err}"
-            ) from None
-        return study, space, fixed
-
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
-        study, space, fixed = self._open(arguments)
+        space, fixed = parse_space(self.params, arguments)
+        study = self._study(space)
         print(
             f"[optuna] study {study.study_name!r} in {storage.describe(self.storage_spec)}: "
             f"{len(study.trials)} trials so far, {self.n_trials} to run"
@@ -133,7 +152,7 @@ class OptunaSweeper(Sweeper):
                 break
             size = min(self.n_jobs, self.n_trials - done)
             batch, results = self._ask_and_launch(study, space, fixed, size)
-            with shielded():  # all of the batch is told, or none
+            with interrupts.shielded():  # all of the batch is told, or none
                 for trial, result in zip(batch, results, strict=True):
                     failures += not self._tell(study, trial, result)
             returns.extend(results)
@@ -156,7 +175,7 @@ class OptunaSweeper(Sweeper):
         """
         batch: list[optuna.Trial] = []
         try:
-            with shielded():
+            with interrupts.shielded():
                 for _ in range(size):
                     batch.append(study.ask(space))
             overrides = [
@@ -164,8 +183,10 @@ class OptunaSweeper(Sweeper):
                 for t in batch
             ]
             results = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-        except BaseException:
-            with shielded():  # interrupted or broken: fail these, keep the study usable
+        except BaseException as err:
+            if isinstance(err, KeyboardInterrupt):
+                interrupts.clear()  # handled here: a second signal is held, not raised mid-tell
+            with interrupts.shielded():  # interrupted or broken: fail these, keep the study usable
                 for trial in batch:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise

@@ -26,6 +26,16 @@ class SearchSpaceError(ValueError):
 
 
 def to_distribution(override: Override) -> BaseDistribution:
+    """The Optuna distribution of a sweep override; one it rejects is one line."""
+    try:
+        return _distribution(override)
+    except ValueError as err:
+        if isinstance(err, SearchSpaceError):
+            raise
+        raise SearchSpaceError(f"{override.get_key_element()}: {err}") from None
+
+
+def _distribution(override: Override) -> BaseDistribution:
     value = override.value()
     key = override.get_key_element()
     if isinstance(value, ChoiceSweep):
@@ -56,10 +66,13 @@ def parse(
     lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
     space: dict[str, BaseDistribution] = {}
     fixed: dict[str, str] = {}
+    spelled: dict[tuple[str, str | None], str] = {}  # a key, however prefixed (+, ++)
     for override in OverridesParser.create().parse_overrides(lines):
         key = override.get_key_element()
-        space.pop(key, None)
-        fixed.pop(key, None)
+        earlier = spelled.pop((override.key_or_group, override.package), None)
+        space.pop(earlier, None)
+        fixed.pop(earlier, None)
+        spelled[override.key_or_group, override.package] = key
         if override.is_sweep_override():
             space[key] = to_distribution(override)
         else:
@@ -72,8 +85,9 @@ def check_continuation(
 ) -> None:
     """Refuse a search space that an existing study's trials cannot continue in.
 
-    Optuna lets a range change (a float interval, say) but not a parameter's kind
-    nor a categorical's choices: its samplers then fail on the old trials' values.
+    Optuna lets a range change (a float interval, say) but not a parameter's kind,
+    its log scale, nor a categorical's choices: its samplers then fail on the old
+    trials' values.
     """
     for trial in trials:
         for name, old in trial.distributions.items():

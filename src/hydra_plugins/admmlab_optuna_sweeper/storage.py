@@ -9,6 +9,7 @@ from pathlib import Path
 
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial
 
 from admmlab.paths import mlruns_dir
 
@@ -37,13 +38,13 @@ def open_storage(spec: str | None) -> BaseStorage:
     return RDBStorage(spec, engine_kwargs={"pool_pre_ping": True})
 
 
-def trial_count(opened: BaseStorage, study_name: str) -> int:
-    """How many trials the study ``study_name`` has in ``opened`` (0 if it has none)."""
+def study_trials(opened: BaseStorage, study_name: str) -> list[FrozenTrial]:
+    """The trials of the study ``study_name`` in ``opened`` (none if there is no such study)."""
     try:
         study_id = opened.get_study_id_from_name(study_name)
     except KeyError:
-        return 0
-    return len(opened.get_all_trials(study_id, deepcopy=False))
+        return []
+    return opened.get_all_trials(study_id, deepcopy=False)
 
 
 def describe(spec: str | None) -> str:
