@@ -192,6 +192,14 @@ BAD_SHAPES = [
     (lambda x, y, w: (x, y, w, {"X_test": x}), r"X_test is given without Y_test"),
     (lambda x, y, w: (x, y, w, {"X_val": x[:, :1], "Y_val": y}), r"X_val has 1 features"),
     (lambda x, y, w: (x.expand(3, -1, -1), y.expand(2, -1, -1), w, {}), r"number of trials"),
+    (
+        lambda x, y, w: (x, y, [w[0].expand(3, -1, -1), *(t.expand(2, -1, -1) for t in w[1:])], {}),
+        r"number of trials",
+    ),
+    (
+        lambda x, y, w: (x, y, w, {"X_test": x.expand(2, -1, -1), "Y_test": y.expand(2, -1, -1)}),
+        r"a held-out set has a trial dimension K, but X, Y and the weights do not",
+    ),
 ]
 
 
@@ -217,6 +225,27 @@ def test_numpy_arrays_are_taken_as_they_are(solver):
             assert torch.equal(from_numpy.history[name], values), name
     pairs = zip(from_numpy.weights, from_torch.weights, strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
+
+
+@pytest.mark.parametrize("solver", ["admm", "sgd"])
+def test_unbatched_weights_start_every_trial_of_batched_data(solver):
+    x, y, w = _problem(0, depth=2, width=3)
+    same_batches = {"seeds": [5, 5]} if solver == "sgd" else {}
+    both = _solve(solver, x.expand(2, -1, -1), y.expand(2, -1, -1), w, **same_batches)
+    one = _solve(solver, x, y, w, **({"seeds": [5]} if solver == "sgd" else {}))
+    assert both.weights[0].shape == (2, 3, 3)
+    for k in range(2):
+        assert _close(both.history["train_mse"][:, k], one.history["train_mse"], 1e-9)
+
+
+@pytest.mark.parametrize("solver", ["admm", "sgd"])
+def test_inputs_are_taken_in_the_weights_dtype(solver):
+    x, y, w = _problem(0, depth=2, width=3)
+    fit32 = _solve(solver, x.float().numpy(), y.float().numpy(), w)
+    assert fit32.history["train_mse"].dtype == torch.float64
+    assert _close(
+        fit32.history["train_mse"], _solve(solver, x.float(), y.float(), w).history["train_mse"], 0
+    )
 
 
 def test_nan_in_data_is_reported_at_first_epoch() -> None:

@@ -96,15 +96,17 @@ def _check_pair(name: str, x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> N
 def as_problem(
     X: object, Y: object, weights: Sequence[object], held_out: dict[str, tuple[object, object]]
 ) -> tuple[Tensor, Tensor, list[Tensor], dict[str, tuple[Tensor, Tensor]]]:
-    """A solver's inputs as tensors (NumPy arrays are taken too), their shapes
-    checked against the network with one line naming what disagrees.
+    """A solver's inputs as tensors in the weights' dtype and device (NumPy arrays
+    are taken too), their shapes checked against the network with one line naming
+    what disagrees.
 
     ``held_out`` maps a set's name (``test``, ``val``) to its ``(X, Y)``; a set
     given with only one of the two is refused, one given with neither is dropped.
     """
     ws = [torch.as_tensor(w) for w in weights]
     _check_weights(ws)
-    X, Y = torch.as_tensor(X), torch.as_tensor(Y)
+    like = {"dtype": ws[0].dtype, "device": ws[0].device}
+    X, Y = torch.as_tensor(X, **like), torch.as_tensor(Y, **like)
     _check_pair("", X, Y, ws)
     sets = {}
     for name, (x, y) in held_out.items():
@@ -112,12 +114,20 @@ def as_problem(
             given, missing = ("X", "Y") if y is None else ("Y", "X")
             raise ValueError(f"{given}_{name} is given without {missing}_{name}")
         if x is not None:
-            sets[name] = (torch.as_tensor(x), torch.as_tensor(y))
+            sets[name] = (torch.as_tensor(x, **like), torch.as_tensor(y, **like))
             _check_pair(f"_{name}", *sets[name], ws)
-    leading = {t.shape[0] for t in (X, Y, ws[0], *itertools.chain(*sets.values())) if t.dim() == 3}
+    _check_trial_counts([X, Y, *ws], list(itertools.chain(*sets.values())))
+    return X, Y, ws, sets
+
+
+def _check_trial_counts(training: list[Tensor], held_out: list[Tensor]) -> None:
+    """Every input with a trial dimension has the same K; held-out sets have one only
+    if the training inputs have."""
+    leading = {t.shape[0] for t in [*training, *held_out] if t.dim() == 3}
     if len(leading) > 1:
         raise ValueError(f"the inputs disagree on the number of trials K: {sorted(leading)}")
-    return X, Y, ws, sets
+    if leading and not any(t.dim() == 3 for t in training):
+        raise ValueError("a held-out set has a trial dimension K, but X, Y and the weights do not")
 
 
 def check_finite(quantity: str, epoch: int, t: Tensor, hint: str = "") -> None:

@@ -102,13 +102,15 @@ def autograd_gradients(
 
 
 def _batched(X: Tensor, Y: Tensor, weights: list[Tensor]):
-    """Give everything a trial dimension; say whether the caller had one."""
-    batched = weights[0].dim() == 3
-    ws = [w if batched else w.unsqueeze(0) for w in weights]
-    k = ws[0].shape[0]
-    X = X if X.dim() == 3 else X.expand(k, *X.shape)
-    Y = Y if Y.dim() == 3 else Y.expand(k, *Y.shape)
-    return X, Y, ws, batched
+    """Give everything a trial dimension; say whether the caller had one.
+
+    As in ADMM, weights without one start every trial of K-trial data.
+    """
+    inputs = (X, Y, weights[0])
+    batched = any(t.dim() == 3 for t in inputs)
+    k = max(t.shape[0] if t.dim() == 3 else 1 for t in inputs)
+    ws = [w if w.dim() == 3 else w.expand(k, *w.shape) for w in weights]
+    return _as_trials(X, k), _as_trials(Y, k), ws, batched
 
 
 def _as_trials(t: Tensor, k: int) -> Tensor:
