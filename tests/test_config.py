@@ -114,6 +114,9 @@ def test_a_key_that_the_config_lacks_is_refused_in_one_line(arguments, words):
         ["experiment=admm_sigmoid", "solver.beta=2"],
         ["-m", "+sweep=optuna_admm", "hydra.sweeper.n_trials=2", "model.width=choice(4,8)"],
         ["-m", "solver=sgd,adam", "solver.lr=0.1,0.01"],
+        ["++solver=admm", "solver.lam=1e-4"],
+        ["-sc", "query=bash"],
+        ["--config-name", "other", "model.widht=3"],
     ],
 )
 def test_keys_the_config_has_pass(arguments):

@@ -199,7 +199,6 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
 
 
 GROUPS = ("solver", "activation", "init", "dataset", "experiment", "sweep")
-_ABSENT = object()
 
 
 def group_options(group: str) -> list[str]:
@@ -249,12 +248,16 @@ def _sets_existing_key(override: Override) -> bool:
     )
 
 
+def _prefix(override: Override) -> str:
+    return "++" if override.is_force_add() else "+" if override.is_add() else ""
+
+
 def _choice_sets(overrides: list[Override]) -> list[list[str]]:
     """The group choices to check keys against: the first value of each group the
     command names, then each further value of a swept group in turn (one group at a
     time, not every combination)."""
     groups = [
-        (f"{'+' if o.is_add() else ''}{o.key_or_group}", [str(v) for v in _group_values(o)])
+        (f"{_prefix(o)}{o.key_or_group}", [str(v) for v in _group_values(o)])
         for o in overrides
         if o.key_or_group in GROUPS and not o.is_delete()
         and all(isinstance(v, str) for v in _group_values(o))
@@ -273,11 +276,29 @@ def _leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     return keys
 
 
+def _has_key(cfg: DictConfig, key: str) -> bool:
+    """Whether the dotted ``key`` is in ``cfg``, whatever its value (``???`` included)."""
+    node: Any = OmegaConf.to_container(cfg, resolve=False)
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
 def _unknown_key(key: str, cfg: DictConfig, choices: list[str]) -> str:
     where = f" with {' '.join(choices)}" if choices else ""
     close = difflib.get_close_matches(key, _leaf_keys(cfg), n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
-    return f"{key} is not a setting{where}{hint} (a new key needs +{key}=…)"
+    return f"{key} is not a setting{where}{hint} (to add it anyway: ++{key}=…)"
+
+
+# Options under which the command's config is not conf/config.yaml composed as usual.
+_OTHER_CONFIG = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
+_SHELL_COMPLETION = ("-sc", "--shell-completion")
 
 
 def check_override_keys(arguments: list[str]) -> None:
@@ -287,9 +308,12 @@ def check_override_keys(arguments: list[str]) -> None:
     Each key set without ``+`` must exist in the config that the command's group
     choices compose; for a sweep over a group, with each of its values.
     """
+    flags = {a.split("=")[0] for a in arguments if a.startswith("-")}
+    if flags & {*_OTHER_CONFIG, *_SHELL_COMPLETION}:
+        return
     overrides = _parse_overrides(arguments)
     keys = [o.key_or_group for o in overrides if _sets_existing_key(o)]
-    if not keys:
+    if not keys or any(o.key_or_group in GROUPS and o.package for o in overrides):
         return
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         for choices in _choice_sets(overrides):
@@ -298,8 +322,5 @@ def check_override_keys(arguments: list[str]) -> None:
             except (HydraException, OmegaConfBaseException):
                 return  # Hydra reports what is wrong with the choices themselves
             for key in keys:
-                found = OmegaConf.select(
-                    cfg, key, default=_ABSENT, throw_on_resolution_failure=False
-                )
-                if found is _ABSENT:
+                if not _has_key(cfg, key):
                     raise ConfigError(_unknown_key(key, cfg, choices))

@@ -12,8 +12,8 @@ shielded block ends. A second signal while one is held is raised at once
 Raised outside a shielded block, the exception can land inside a finaliser
 (``__del__``, a weakref callback), where Python prints "Exception ignored" and
 drops it. So a signal stays on record until the code that handles its
-KeyboardInterrupt calls :func:`clear`; until then every shielded block's end and
-every :func:`check` raises it again.
+KeyboardInterrupt calls :func:`clear`; until then the next shielded block's end,
+or the next :func:`check` (each epoch), raises it once more.
 """
 
 import signal

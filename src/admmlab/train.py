@@ -199,7 +199,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         return result, summary, {n: objective_value(n, summary) for n in objectives}
 
     if store is None:
-        _, summary, values = train()
+        _, summary, values = train(_check_interrupts)
         return Outcome(values, summary, None)
     container = OmegaConf.to_container(cfg, resolve=True)
     tags = runinfo.tags(typed, study=os.environ.get(STUDY_NAME_ENV))
@@ -232,6 +232,11 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         store.log_final(tracked.run_id, {"objective": outcome.objective})
         store.set_tags(tracked.run_id, {"objective_name": outcome.objective_name})
     return outcome
+
+
+def _check_interrupts(epoch: int, metrics: dict[str, torch.Tensor]) -> None:
+    """An untracked run's epoch callback: a signal whose exception a finaliser dropped."""
+    interrupts.check()
 
 
 def _log_artifacts(store, run_id, container, result: FitResult, seeds, weights=True) -> None:
@@ -308,7 +313,7 @@ def _failed_job(cfg: DictConfig, message: str) -> float:
 def main() -> None:
     """Console script ``admmlab-train``.
 
-    Unknown config-group options are refused in one line before Hydra starts;
+    Unknown config-group options and keys are refused in one line before Hydra starts;
     SIGTERM ends a run KILLED, like Ctrl-C, with everything logged so far kept,
     and a sweep that stops early ends its study run KILLED or FAILED.
     """
@@ -320,6 +325,7 @@ def main() -> None:
     interrupts.install()
     try:
         hydra_entry()
+        interrupts.check()  # one that arrived as the last job ended
     except KeyboardInterrupt:
         interrupts.clear()
         abort_open_study("KILLED", "interrupted (SIGINT/SIGTERM)")
