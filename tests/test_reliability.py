@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from admmlab import interrupts
 from admmlab.config import ConfigError, validate
 from admmlab.tracking import SettingRun
+from admmlab.train import run
 from conftest import runs_of
 
 BAD_INPUT = [
@@ -228,6 +229,19 @@ def test_a_signal_whose_exception_a_finaliser_dropped_is_raised_at_the_next_chec
     interrupts.clear()  # what a handler of the interrupt does
     with interrupts.shielded():
         pass
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("tracking", [True, False])
+def test_a_run_stops_for_a_signal_a_finaliser_dropped(
+    interrupt_handlers, make_cfg, client, tracking
+):
+    cfg = make_cfg("solver=sgd", "model.width=4", "solver.epochs=9", f"tracking.enabled={tracking}")
+    _Finaliser()
+    # tracked: at the store's (shielded) opening; untracked: at the first epoch's check
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    assert runs_of(client) == []
 
 
 class _InterruptedStore:
