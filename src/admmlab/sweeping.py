@@ -16,8 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from admmlab import tracking
-from admmlab.interrupts import shielded
+from admmlab import interrupts, tracking
 
 STUDY_ENV = "ADMMLAB_STUDY_RUN_ID"  # the study run every setting run is a child of
 STUDY_NAME_ENV = "ADMMLAB_STUDY"  # the study's name, tagged on every setting run
@@ -194,7 +193,7 @@ class StudyCallback(Callback):
         tags = optuna_tags(config)
         record = OmegaConf.to_yaml(sweep_record(config))
         since = int(time.time() * 1000)
-        with shielded():  # an interrupt waits until the run is known to abort_open_study
+        with interrupts.shielded():  # an interrupt waits until the run is known to abort_open_study
             previous = tracking.latest_study(self.store, name, tags) if tags else None
             if previous and continues_optuna_study(config):
                 self.run_id, verb = previous, "continues in"

@@ -597,18 +597,16 @@ def fit(
     input had a trial dimension. A non-finite iterate raises :class:`NonFiniteError`
     whose ``partial`` holds the last finite weights and the history before it.
     """
-    X, Y, weights, sets = as_problem(
+    X, Y, weights, held_out = as_problem(
         X, Y, weights, {"test": (X_test, Y_test), "val": (X_val, Y_val)}
     )
     act = _smooth_activation(activation)
     betas = _layer_betas(beta, len(weights))
     _check_settings(lam, epochs)
     dtype, device = weights[0].dtype, weights[0].device
-    X, Y = X.to(device, dtype), Y.to(device, dtype)
     n_trials = _trial_count(X, Y, weights)
     batched = any(t.dim() == 3 for t in (X, Y, weights[0]))
     w0 = _trial_weights([w.to(device, dtype) for w in weights], n_trials)
-    held_out = {name: (x.to(device, dtype), y.to(device, dtype)) for name, (x, y) in sets.items()}
 
     if device.type == "cpu":
         _recycle_freed_memory()

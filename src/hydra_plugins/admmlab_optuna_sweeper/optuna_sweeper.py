@@ -7,7 +7,8 @@ the study (``load_if_exists``) with nothing lost.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,20 +55,25 @@ def continues_a_study(config: DictConfig) -> bool:
     return bool(trials)
 
 
+@contextmanager
+def _one_line(prefix: str = "") -> Iterator[None]:
+    """A search space Optuna cannot use stops the sweep in one line, past Hydra."""
+    try:
+        yield
+    except search_space.SearchSpaceError as err:
+        raise SystemExit(f"error: {prefix}{err}") from None
+
+
 def parse_space(params: dict, arguments: list[str]) -> tuple[dict, list[str]]:
     """:func:`search_space.parse`, with a space Optuna cannot sample as one line."""
-    try:
+    with _one_line():
         return search_space.parse(params, arguments)
-    except search_space.SearchSpaceError as err:
-        raise SystemExit(f"error: {err}") from None
 
 
 def refuse_incompatible_space(name: str, trials: Sequence[FrozenTrial], space: dict) -> None:
     """Stop, in one line, a sweep whose search space the study's trials cannot go on in."""
-    try:
+    with _one_line(f"Optuna study {name!r} cannot go on: "):
         search_space.check_continuation(trials, space)
-    except search_space.SearchSpaceError as err:
-        raise SystemExit(f"error: Optuna study {name!r} cannot go on: {err}") from None
 
 
 class OptunaSweeper(Sweeper):
@@ -123,10 +129,8 @@ class OptunaSweeper(Sweeper):
             opened = storage.open_storage(self.storage_spec)
             trials = storage.study_trials(opened, name)
         refuse_incompatible_space(name, trials, space)
-        try:
+        with _one_line():
             sampler = self._sampler(space, len(trials))
-        except search_space.SearchSpaceError as err:
-            raise SystemExit(f"error: {err}") from None
         with interrupts.shielded():
             return optuna.create_study(
                 study_name=name,
