@@ -6,12 +6,12 @@ Depth 2, width 300, N = 10000 (``--quick``: N = 2000), float64, 5 iterations, ea
 measured in a fresh subprocess: the resident set after importing torch and
 admmlab and building the data is the baseline; the peak (VmHWM, reset just before
 the run) during ``admmlab.solvers.admm.fit`` is compared with the bytes of all
-W, V, U plus X and Y. It is measured twice, under the default allocator policy
-(``admm.fit`` lets glibc keep freed arrays for reuse: fast, but the heap holds
-more than is alive) and under the lean one a user can choose,
-``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304`` (arrays over 4 MiB are
-returned to the system when freed: the resident set follows the live tensors, and
-each new array is faulted in again), with the seconds per iteration of each.
+W, V, U plus X and Y. It is measured twice, under glibc's default allocator policy
+and under a lean one, ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304``
+(arrays over 4 MiB go back to the system when freed), with the seconds per
+iteration of each. An iteration takes its ``n × N`` temporaries from a pool it
+reuses, so the two should agree in memory and time: a gap means that something
+allocates such arrays per iteration.
 A third subprocess follows every tensor the run allocates and prints which ones
 are alive at the moment of the largest total, by the line of admmlab that made
 them: the allocations to remove if the ratio is too high.

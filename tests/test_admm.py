@@ -1,8 +1,12 @@
 """The ADMM solver against the plain NumPy reference of ALGORITHM.md, and its contract."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from admmlab.nets import forward, get_activation, hidden_forward, init_weights
 from admmlab.solvers import admm, sgd
@@ -79,6 +83,47 @@ def test_batched_trials_equal_separate_runs(shared_data: bool) -> None:
                 assert _close(batched.history[name][:, k], curve, 1e-9), name
         for got, want in zip(batched.weights, single.weights, strict=True):
             assert _close(got[k], want, 1e-9)
+
+
+class _FreshArrays(TorchDispatchMode):
+    """Counts, per epoch, the operations that return a new array of at least ``size`` entries."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size, self.epoch, self.fresh = size, 0, Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        given = {
+            t.untyped_storage().data_ptr()
+            for t in tree_flatten((args, kwargs))[0]
+            if isinstance(t, Tensor)
+        }
+        for t in tree_flatten(out)[0]:
+            new = isinstance(t, Tensor) and t.untyped_storage().data_ptr() not in given
+            if new and t.untyped_storage().nbytes() >= self.size * t.element_size():
+                self.fresh[self.epoch] += 1
+        return out
+
+
+@pytest.mark.parametrize("n_trials", [None, 3])
+def test_iterations_after_the_first_allocate_no_n_by_N_array(n_trials: int | None) -> None:
+    """The pool keeps the resident set at the live arrays (benchmarks/memory.py)."""
+    n_samples, widths = 400, [9, 7, 8]
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n_samples, 2, generator=g, dtype=torch.float64) * 2 - 1
+    y = x.prod(dim=1, keepdim=True)
+    draws = [init_weights("msra", [2, *widths, 1], generator=g) for _ in range(n_trials or 1)]
+    weights = draws[0] if n_trials is None else [torch.stack(w) for w in zip(*draws, strict=True)]
+    mode = _FreshArrays(size=min(widths) * n_samples)
+
+    def next_epoch(epoch: int, metrics: dict) -> None:
+        mode.epoch = epoch
+
+    with mode:
+        fit(x, y, weights, lam=1e-4, beta=1.0, epochs=4, callback=next_epoch)
+    assert mode.fresh[0] > 0  # the check sees the arrays the first iteration makes
+    assert [mode.fresh[e] for e in (1, 2, 3)] == [0, 0, 0]
 
 
 def test_square_task_converges() -> None:

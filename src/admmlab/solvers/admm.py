@@ -20,6 +20,10 @@ it, and keeps as few ``n × N`` arrays alive as it can:
 * step 5's constraint residuals give 𝓛 and the ``residual/layer_i`` curves;
 * step 3's ``σ(W_1⁺X̃)`` is the first hidden layer of the network's forward pass.
 
+Every ``n × N`` temporary, the kept ``hZ/2 − G`` included, is written (``out=``) into
+an array of the iterate's :class:`_Pool`, and ``V_i⁺`` straight into its buffer when
+that is one block: after the first iteration none is allocated.
+
 Where the code solves an equation of ALGORITHM.md by another formula, the formula
 is exact and only the rounding differs (there is no inexact variant to switch off):
 step 3's ``i = L`` system is solved through the Woodbury identity when ``m < n``;
@@ -32,6 +36,7 @@ counted on the pre-activations, ``|Z| ≥ z*`` with ``σ'(z*) = 10⁻³``.
 import itertools
 import math
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,8 +58,33 @@ Tensor = torch.Tensor
 SATURATION_THRESHOLD = 1e-3  # σ' below this counts as saturated (ALGORITHM.md)
 
 
-# glibc's largest dynamic mmap threshold (mallopt(3)): 32 MiB on 64-bit systems.
-_GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20
+# ---------------------------------------------------------------- workspace
+
+
+class _Pool:
+    """Spare ``K × n × N`` arrays, by shape: an iteration takes its temporaries from here
+    and gives them back, so from the second iteration on it allocates none of that size.
+
+    The resident set then stays at the live arrays' size, and no iteration pays for
+    fresh pages: an allocator left to itself fragments or hands such arrays back to
+    the system between iterations.
+    """
+
+    def __init__(self) -> None:
+        self._spare: dict[tuple, list[Tensor]] = defaultdict(list)
+
+    def take(self, like: Tensor, rows: int | None = None, cols: int | None = None) -> Tensor:
+        """A contiguous array like ``like``, or with ``rows`` rows or ``cols`` columns;
+        its content is stale."""
+        *batch, n_rows, n_cols = like.shape
+        shape = (*batch, rows or n_rows, cols or n_cols)
+        spare = self._spare[(shape, like.dtype, like.device)]
+        return spare.pop() if spare else torch.empty(shape, dtype=like.dtype, device=like.device)
+
+    def give(self, *arrays: Tensor) -> None:
+        """Return arrays from :meth:`take`; the caller keeps no view of them."""
+        for a in arrays:
+            self._spare[(tuple(a.shape), a.dtype, a.device)].append(a)
 
 
 # ---------------------------------------------------------------- linear algebra
@@ -81,7 +111,7 @@ def _solve_right(rhs: Tensor, system: Tensor) -> Tensor:
     return torch.cholesky_solve(rhs.mT, _cholesky(system), upper=True).mT
 
 
-def _apply_shifted_inverse(system: Tensor, rhs: Tensor) -> Tensor:
+def _apply_shifted_inverse(system: Tensor, rhs: Tensor, out: Tensor | None = None) -> Tensor:
     """``M⁻¹ R`` for ``M = βI + PSD`` (the ``V`` systems of step 3), factor-then-multiply.
 
     The Cholesky factor gives ``M⁻¹`` (``cholesky_inverse``), then one matrix product
@@ -94,7 +124,7 @@ def _apply_shifted_inverse(system: Tensor, rhs: Tensor) -> Tensor:
     ``Uᵀ`` (a view) is passed as the lower factor: LAPACK's lower-factor inverse is
     the faster one here (0.57 against 0.70 ms at n = 300).
     """
-    return torch.cholesky_inverse(_cholesky(system).mT) @ rhs
+    return torch.matmul(torch.cholesky_inverse(_cholesky(system).mT), rhs, out=out)
 
 
 def _add_to_diagonal(m: Tensor, value: float) -> Tensor:
@@ -108,16 +138,20 @@ def _abs_max(t: Tensor) -> Tensor:
     return torch.maximum(t.amax(dim=dims, keepdim=True), -t.amin(dim=dims, keepdim=True))
 
 
-def _dot(a: Tensor, b: Tensor) -> Tensor:
+def _dot(a: Tensor, b: Tensor, pool: _Pool) -> Tensor:
     """``⟨a, b⟩_F`` per trial, ``(K,)``.
 
-    One trial takes BLAS's dot (no ``a ⊙ b`` temporary); several take ``vecdot``,
-    which at K = 20 runs in half the time of the batched product ``(1×n)(n×1)``.
+    One trial takes BLAS's dot; several sum ``a ⊙ b`` formed in a spare array of
+    ``pool``, as ``vecdot`` would in a fresh one: at K = 20 that runs in half the
+    time of the batched product ``(1×n)(n×1)``.
     """
     n_trials = a.shape[0]
     if n_trials == 1:
         return torch.dot(a.reshape(-1), b.reshape(-1)).reshape(1)
-    return torch.linalg.vecdot(a.reshape(n_trials, -1), b.reshape(n_trials, -1))
+    products = torch.mul(a, b, out=pool.take(a))
+    dot = products.reshape(n_trials, -1).sum(dim=-1)
+    pool.give(products)
+    return dot
 
 
 def _upper_gram(a: Tensor, blocks: int = 3) -> Tensor:
@@ -142,9 +176,9 @@ def _sum_sq(t: Tensor) -> Tensor:
 # ---------------------------------------------------------------- the sub-problems
 
 
-def lla_target(v: Tensor, u: Tensor, beta: float) -> Tensor:
-    """``B_i = V_i − U_i/β_i``, the LLA target of steps 2 and 3, as a fresh tensor."""
-    return torch.add(v, u, alpha=-1.0 / beta)
+def lla_target(v: Tensor, u: Tensor, beta: float, out: Tensor | None = None) -> Tensor:
+    """``B_i = V_i − U_i/β_i``, the LLA target of steps 2 and 3, into ``out`` (or fresh)."""
+    return torch.add(v, u, alpha=-1.0 / beta, out=out)
 
 
 def lla_core_(
@@ -193,6 +227,7 @@ def hidden_outputs_lla_part(
     u_next: Tensor,
     mu: Tensor,
     activation: Activation,
+    pool: _Pool,
     *,
     beta_next: float,
 ) -> Tensor:
@@ -205,26 +240,37 @@ def hidden_outputs_lla_part(
     before ``S``, so that its temporaries are gone when ``Z_i`` and ``S`` are made.
     """
     w_bar, bias = w_next[..., :-1], w_next[..., -1:]
-    z_w = w_bar @ v
-    act = activation.fn_(z_w + bias)
-    core = lla_core_(lla_target(v_next, u_next, beta_next), act, z_w, mu / 2, activation)
-    del z_w, act
-    return torch.baddbmm(u, w_bar.mT, core, alpha=beta_next)
+    z_w = torch.matmul(w_bar, v, out=pool.take(v_next))
+    act = activation.fn_(torch.add(z_w, bias, out=pool.take(v_next)))
+    target = lla_target(v_next, u_next, beta_next, out=pool.take(v_next))
+    core = lla_core_(target, act, z_w, mu / 2, activation)
+    pool.give(z_w, act)
+    part = torch.baddbmm(u, w_bar.mT, core, alpha=beta_next, out=pool.take(u))
+    pool.give(core)
+    return part
 
 
 def update_hidden_outputs_lla(
-    s: Tensor, part: Tensor, w_next: Tensor, mu: Tensor, *, beta: float, beta_next: float
+    s: Tensor,
+    part: Tensor,
+    w_next: Tensor,
+    mu: Tensor,
+    out: Tensor,
+    *,
+    beta: float,
+    beta_next: float,
 ) -> Tensor:
     """Step 3, ``i < L`` (LLA):
     ``V_i⁺ = (β_i I + β_{i+1}(μ/2) W̄ᵀW̄)⁻¹ (β_i C + β_{i+1} W̄ᵀ(μ Z_w/2 − G))``.
 
     ``S = σ(W_i⁺Ṽ_{i-1}⁺)`` (``s``), ``C = S + U_i⁻/β_i``, ``W̄`` of ``W_{i+1}⁺``;
     ``part`` is :func:`hidden_outputs_lla_part`, to which ``β_i S`` is added in place.
+    ``V_i⁺`` is written into ``out``.
     """
     w_bar = w_next[..., :-1]
     rhs = part.add_(s, alpha=beta)
     system = _add_to_diagonal(_upper_gram(w_bar.mT) * (beta_next * mu / 2), beta)
-    return _apply_shifted_inverse(system, rhs)
+    return _apply_shifted_inverse(system, rhs, out=out)
 
 
 def update_last_hidden_outputs(
@@ -233,6 +279,8 @@ def update_last_hidden_outputs(
     w_out: Tensor,
     v_out: Tensor,
     u_out: Tensor,
+    out: Tensor,
+    pool: _Pool,
     *,
     beta: float,
     beta_out: float,
@@ -241,16 +289,19 @@ def update_last_hidden_outputs(
     ``V_L⁺ = (β_L I + β_{L+1} W̄ᵀW̄)⁻¹ (U_L⁻ + β_L S − W̄ᵀE)``,
     ``E = U_{L+1}⁻ − β_{L+1}(V_{L+1}⁻ − b)``.
 
-    ``S = σ(W_L⁺Ṽ_{L-1}⁺)``; ``W̄, b`` are those of ``W_{L+1}⁺``.
+    ``S = σ(W_L⁺Ṽ_{L-1}⁺)``; ``W̄, b`` are those of ``W_{L+1}⁺``. ``V_L⁺`` is written
+    into ``out``.
     """
     w_bar, bias = w_out[..., :-1], w_out[..., -1:]
     pull = u_out - beta_out * (v_out - bias)
-    p = torch.add(u, s, alpha=beta)
     m, n = w_bar.shape[-2:]
     if m < n:
-        return _woodbury_solve(p, pull, w_bar, beta, beta_out)
+        return _woodbury_solve(torch.add(u, s, alpha=beta, out=out), pull, w_bar, beta, beta_out)
+    p = torch.add(u, s, alpha=beta, out=pool.take(u))
     system = _add_to_diagonal(beta_out * (w_bar.mT @ w_bar), beta)
-    return _apply_shifted_inverse(system, p.baddbmm_(w_bar.mT, pull, alpha=-1.0))
+    v_new = _apply_shifted_inverse(system, p.baddbmm_(w_bar.mT, pull, alpha=-1.0), out=out)
+    pool.give(p)
+    return v_new
 
 
 def _woodbury_solve(p: Tensor, e: Tensor, w_bar: Tensor, beta: float, beta_out: float) -> Tensor:
@@ -275,7 +326,9 @@ def update_output(y: Tensor, u_out: Tensor, f: Tensor, *, beta_out: float) -> Te
     return torch.add(y + u_out, f, alpha=beta_out).div_(1 + beta_out)
 
 
-def update_multiplier(u: Tensor, residual: Tensor, beta: float) -> tuple[Tensor, Tensor]:
+def update_multiplier(
+    u: Tensor, residual: Tensor, beta: float, pool: _Pool
+) -> tuple[Tensor, Tensor]:
     """Step 5 for one constraint, in place: ``U_i⁺ = U_i⁻ + β_i r_i``, with the residual
     ``r_i = σ(W_i⁺Ṽ_{i-1}⁺) − V_i⁺`` (``i ≤ L``) or ``r_{L+1} = W_{L+1}⁺Ṽ_L⁺ − V_{L+1}⁺``.
 
@@ -283,29 +336,38 @@ def update_multiplier(u: Tensor, residual: Tensor, beta: float) -> tuple[Tensor,
     ``⟨U_i⁺, r_i⟩`` per trial, so the caller need not keep ``r_i`` alive.
     """
     u.add_(residual, alpha=beta)
-    return _sum_sq(residual), _dot(u, residual)
+    return _sum_sq(residual), _dot(u, residual, pool)
 
 
 def close_layer(
-    v: Tensor, u: Tensor, z: Tensor, s: Tensor, activation: Activation, *, beta: float
+    v: Tensor, u: Tensor, z: Tensor, s: Tensor, activation: Activation, pool: _Pool, *, beta: float
 ) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor]:
     """Step 5 for hidden layer ``i`` once step 3 has ``V_i⁺``, then the next step 2's input.
 
     ``z`` and ``s`` are step 3's ``Z_i = W_i⁺Ṽ_{i-1}⁺`` and ``σ(Z_i)``. Returns
     :func:`update_multiplier`'s ``(‖r_i‖², ⟨U_i⁺, r_i⟩)``, then ``hZ_i/2 − G`` and
     ``h = max|B|`` for ``B = V_i⁺ − U_i⁺/β_i``: the next iteration's step 2 for layer
-    ``i`` (its ``Z = W_i⁻A`` is this ``Z_i``).
+    ``i`` (its ``Z = W_i⁻A`` is this ``Z_i``), written where ``r_i`` was.
     """
-    stats = update_multiplier(u, s - v, beta)
-    return stats, *step2_core(v, u, z, s, activation, beta=beta)
+    residual = torch.sub(s, v, out=pool.take(v))
+    stats = update_multiplier(u, residual, beta, pool)
+    return stats, *step2_core(v, u, z, s, activation, beta=beta, out=residual)
 
 
 def step2_core(
-    v: Tensor, u: Tensor, z: Tensor, s: Tensor, activation: Activation, *, beta: float
+    v: Tensor,
+    u: Tensor,
+    z: Tensor,
+    s: Tensor,
+    activation: Activation,
+    *,
+    beta: float,
+    out: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Step 2's ``hZ/2 − G`` and ``h = max|B|`` for layer ``i``, from ``V_i``, ``U_i``,
-    ``Z = W_iṼ_{i-1}`` (``z``) and ``σ(Z)`` (``s``), with ``B = V_i − U_i/β_i``."""
-    target = lla_target(v, u, beta)
+    ``Z = W_iṼ_{i-1}`` (``z``) and ``σ(Z)`` (``s``), with ``B = V_i − U_i/β_i``; the
+    core is written into ``out`` (or a fresh tensor)."""
+    target = lla_target(v, u, beta, out=out)
     h = _abs_max(target)
     return lla_core_(target, s, z, h / 2, activation), h
 
@@ -344,6 +406,7 @@ class _Iterate:
     core: list[Tensor]  # step 2's hZ/2 − G for the next iteration, i = 1..L
     h: list[Tensor]  # max|B_i|, (K, 1, 1): step 2's h for layer i, step 3's μ for i − 1
     gram: list[Tensor]  # Ṽ_iṼ_iᵀ, i = 0..L (index i; upper triangle for i ≥ 1)
+    pool: _Pool  # the iteration's temporaries, the cores among them
 
     @property
     def depth(self) -> int:
@@ -374,20 +437,22 @@ def _initial_iterate(
     x_ext: Tensor, weights: list[Tensor], activation: Activation, betas: Sequence[float]
 ) -> _Iterate:
     """ALGORITHM.md, Initialisation: a forward pass and ``U⁰ = 0``; then the first
-    step 2's input from them (:func:`step2_core`), as :func:`close_layer` forms it later."""
-    v_ext, u, core, h = [x_ext], [], [], []
+    step 2's input from them (:func:`step2_core`), as :func:`close_layer` forms it later.
+    Its temporaries come from the pool that the iterations go on using."""
+    v_ext, u, core, h, pool = [x_ext], [], [], [], _Pool()
     for w, beta in zip(weights[:-1], betas[:-1], strict=True):
-        z = w @ v_ext[-1]
-        s = activation.fn(z)
+        z = torch.matmul(w, v_ext[-1], out=pool.take(w, cols=x_ext.shape[-1]))
+        s = activation.fn(z, out=pool.take(z))
         v_ext.append(_ones_row_buffer(s))
         u.append(torch.zeros_like(s))
-        core_i, h_i = step2_core(s, u[-1], z, s, activation, beta=beta)
+        core_i, h_i = step2_core(s, u[-1], z, s, activation, beta=beta, out=pool.take(z))
         core.append(core_i)
         h.append(h_i)
+        pool.give(z, s)
     v_out = weights[-1] @ v_ext[-1]
     u.append(torch.zeros_like(v_out))
     gram = [x_ext @ x_ext.mT] + [_upper_gram(v) for v in v_ext[1:]]
-    return _Iterate(list(weights), v_ext, v_out, u, core, h, gram)
+    return _Iterate(list(weights), v_ext, v_out, u, core, h, gram, pool)
 
 
 # ---------------------------------------------------------------- one iteration
@@ -411,54 +476,62 @@ def admm_iteration(
     depth = it.depth
     beta_out = betas[depth]
 
-    # Steps 1–2: all W, backward, from the previous V and U; each core is released
-    # as soon as its W is solved.
+    pool = it.pool
+    # Steps 1–2: all W, backward, from the previous V and U; each core goes back to
+    # the pool as soon as its W is solved.
     it.w[depth] = update_output_weights(
         it.v_ext[depth], it.v_out, it.u[depth], it.gram[depth], lam=lam, beta=beta_out
     )
     cores, it.core = it.core, []
     for i in range(depth, 0, -1):
+        core = cores.pop()
         it.w[i - 1] = update_hidden_weights(
-            cores.pop(), it.h[i - 1], it.v_ext[i - 1], it.gram[i - 1], lam=lam, beta=betas[i - 1]
+            core, it.h[i - 1], it.v_ext[i - 1], it.gram[i - 1], lam=lam, beta=betas[i - 1]
         )
+        pool.give(core)
 
     # Step 3: all hidden V, forward; V_{i+1}, U_i and U_{i+1} are still the previous
     # ones when layer i is solved. Each layer is closed by its step 5 at once.
     constraints, metrics = [], {}
     for i in range(1, depth + 1):
+        v = it.v(i)
         if i < depth:
             part = hidden_outputs_lla_part(
-                it.u[i - 1], it.v(i), it.w[i], it.v(i + 1), it.u[i], it.h[i], activation,
+                it.u[i - 1], v, it.w[i], it.v(i + 1), it.u[i], it.h[i], activation, pool,
                 beta_next=betas[i],
             )  # fmt: skip
-        z = it.w[i - 1] @ it.v_ext[i - 1]
-        s = activation.fn(z)
+        z = torch.matmul(it.w[i - 1], it.v_ext[i - 1], out=pool.take(v))
+        s = activation.fn(z, out=pool.take(v))
+        # V_i⁻ is spent: V_i⁺ goes straight into its buffer when that is one block
+        # (one trial), else through a spare array.
+        v_new = v if v.is_contiguous() else pool.take(v)
         if i < depth:
-            v_new = update_hidden_outputs_lla(
-                s, part, it.w[i], it.h[i], beta=betas[i - 1], beta_next=betas[i]
+            update_hidden_outputs_lla(
+                s, part, it.w[i], it.h[i], v_new, beta=betas[i - 1], beta_next=betas[i]
             )
-            del part
+            pool.give(part)
         else:
-            v_new = update_last_hidden_outputs(
-                s, it.u[i - 1], it.w[depth], it.v_out, it.u[depth],
+            update_last_hidden_outputs(
+                s, it.u[i - 1], it.w[depth], it.v_out, it.u[depth], v_new, pool,
                 beta=betas[i - 1], beta_out=beta_out,
             )  # fmt: skip
-        it.v(i).copy_(v_new)
-        del v_new
+        if v_new is not v:
+            v.copy_(v_new)
+            pool.give(v_new)
         it.gram[i] = _upper_gram(it.v_ext[i])
         if i == 1:
             metrics = forward_metrics(z, s)
         stats, core, it.h[i - 1] = close_layer(
-            it.v(i), it.u[i - 1], z, s, activation, beta=betas[i - 1]
+            v, it.u[i - 1], z, s, activation, pool, beta=betas[i - 1]
         )
         constraints.append(stats)
         it.core.append(core)
-        del z, s, core  # before the next layer allocates its own
+        pool.give(z, s)
 
     # Step 4, and step 5 for the output constraint.
     f = it.w[depth] @ it.v_ext[depth]
     it.v_out = update_output(y, it.u[depth], f, beta_out=beta_out)
-    constraints.append(update_multiplier(it.u[depth], f - it.v_out, beta_out))
+    constraints.append(update_multiplier(it.u[depth], f - it.v_out, beta_out, pool))
     return constraints, metrics
 
 
@@ -484,14 +557,17 @@ def _saturation_edge(activation: Activation) -> float:
     return hi
 
 
-def _saturation(pre: Tensor, edge: float) -> Tensor:
+def _saturation(pre: Tensor, edge: float, pool: _Pool) -> Tensor:
     """Share of pre-activations with ``σ' <`` the threshold, per trial.
 
-    Two comparisons rather than ``|Z| ≥ edge``: no ``n × N`` temporary at the peak.
+    ``|Z| ≥ edge`` is written as 0/1 into a spare array of ``pool`` and summed there:
+    a boolean mask would be widened to integers in a fresh ``n × N`` copy per sum.
     """
-    dims = (-2, -1)
-    count = torch.count_nonzero(pre >= edge, dim=dims) + torch.count_nonzero(pre <= -edge, dim=dims)
-    return count.to(pre.dtype) / (pre.shape[-2] * pre.shape[-1])
+    flags = pool.take(pre)
+    torch.ge(torch.abs(pre, out=flags), edge, out=flags)
+    share = flags.sum(dim=(-2, -1)) / (pre.shape[-2] * pre.shape[-1])
+    pool.give(flags)
+    return share
 
 
 def _train_metrics(
@@ -502,24 +578,29 @@ def _train_metrics(
     activation: Activation,
     edge: float,
     classification: bool,
+    pool: _Pool,
 ) -> dict[str, Tensor]:
     """``train_*`` of the network's forward pass, and ``saturation/layer_i``.
 
     Its first hidden layer is step 3's ``Z_1 = W_1⁺X̃`` (``pre``) and ``σ(Z_1)``
-    (``hidden``); the rest is computed here, and the output layer goes through
-    :func:`evaluate` like every other solver's.
+    (``hidden``); the rest is computed here in spare arrays of ``pool``, and the
+    output layer goes through :func:`evaluate` like every other solver's.
     """
-    metrics = {"saturation/layer_1": _saturation(pre, edge)}
+    metrics = {"saturation/layer_1": _saturation(pre, edge, pool)}
+    spent = []
     for i in range(2, len(weights)):
         w = weights[i - 1]
-        z = torch.baddbmm(w[..., -1:], w[..., :-1], hidden)
-        metrics[f"saturation/layer_{i}"] = _saturation(z, edge)
+        z = torch.baddbmm(w[..., -1:], w[..., :-1], hidden, out=pool.take(hidden, rows=w.shape[-2]))
+        pool.give(*spent)
+        metrics[f"saturation/layer_{i}"] = _saturation(z, edge, pool)
         hidden = activation.fn_(z)
+        spent = [z]
     metrics.update(
         evaluate(
             weights[-1:], activation, {"train": (hidden.mT, y_rows)}, classification=classification
         )
     )
+    pool.give(*spent)
     return metrics
 
 
@@ -608,8 +689,6 @@ def fit(
     batched = any(t.dim() == 3 for t in (X, Y, weights[0]))
     w0 = _trial_weights([w.to(device, dtype) for w in weights], n_trials)
 
-    if device.type == "cpu":
-        _recycle_freed_memory()
     it = _initial_iterate(_ones_row_buffer(X.mT), w0, act, betas)
     y_cols = Y.mT.contiguous()
     edge = _saturation_edge(act)
@@ -617,7 +696,7 @@ def fit(
     good_weights = it.w
 
     def forward_metrics(pre: Tensor, hidden: Tensor) -> dict[str, Tensor]:
-        return _train_metrics(it.w, pre, hidden, Y, act, edge, classification)
+        return _train_metrics(it.w, pre, hidden, Y, act, edge, classification, it.pool)
 
     def result(w: list[Tensor]) -> FitResult:
         out = [t.contiguous() for t in (w if batched else [t[0] for t in w])]
@@ -645,20 +724,6 @@ def fit(
         recorder.record(epoch, metrics)
         good_weights = list(it.w)
     return result(good_weights)
-
-
-def _recycle_freed_memory() -> None:
-    """Let glibc keep freed temporaries for reuse instead of unmapping them.
-
-    An iteration allocates and frees dozens of ``n × N`` arrays. Past glibc's trim
-    threshold (by default twice the largest freed block) it hands them back to the
-    OS, and the next iteration page-faults them in again: a fifth of the iteration
-    at width 300. Freeing one block just under 32 MiB raises the dynamic mmap
-    threshold to its size and the trim threshold to twice that (mallopt(3)).
-    Elsewhere than glibc this is one cheap untouched allocation; a threshold fixed
-    through ``GLIBC_TUNABLES`` (README's lean memory policy) switches it off.
-    """
-    torch.empty(_GLIBC_MMAP_THRESHOLD_MAX - 2**16, dtype=torch.uint8)
 
 
 def _check_epoch(it: _Iterate, metrics: dict[str, Tensor], epoch: int, lam: float) -> None:
