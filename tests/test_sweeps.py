@@ -67,6 +67,36 @@ def test_optuna_study_continues_across_invocations(cli, client, tmp_path):
     assert "sweep.yaml" in records and sum(p.startswith("sweep-") for p in records) == 1
 
 
+def test_a_worker_that_finishes_first_leaves_the_shared_study_run_running(cli, client, tmp_path):
+    storage = tmp_path / "journal.log"
+    backend = optuna.storages.journal.JournalFileBackend(str(storage))
+    study = optuna.create_study(
+        study_name="shared", storage=optuna.storages.JournalStorage(backend)
+    )
+    elsewhere = study.ask()  # a trial another worker has in flight
+    sweep = (
+        "-m",
+        "hydra/sweeper=optuna",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=shared",
+        "solver.lam=tag(log, interval(1e-8, 1e-2))",
+        "solver=admm",
+        *TINY,
+    )
+    done = cli(*sweep, "hydra.sweeper.n_trials=2")
+    assert done.returncode == 0, done.stderr
+    assert "stays RUNNING: 1 trial(s)" in done.stdout
+    (run,) = runs_of(client, "study")
+    settings = runs_of(client, "setting")
+    assert run.info.status == "RUNNING"
+    assert run.data.metrics["best_objective"] == min(s.data.metrics["objective"] for s in settings)
+    study.tell(elsewhere, 1.0)
+    done = cli(*sweep, "hydra.sweeper.n_trials=1")  # the last worker closes the run
+    assert done.returncode == 0, done.stderr
+    (run,) = runs_of(client, "study")
+    assert run.info.status == "FINISHED" and len(runs_of(client, "setting")) == 3
+
+
 def test_a_continued_seeded_study_does_not_replay_its_trials(cli, tmp_path):
     storage = tmp_path / "journal.log"
     for _ in range(2):

@@ -54,6 +54,11 @@ def continues_optuna_study(config: DictConfig) -> bool:
     return uses_optuna(config) and optuna_sweeper().continues_a_study(config)
 
 
+def optuna_trials_in_flight(config: DictConfig) -> int:
+    """Trials of the multirun's Optuna study that other workers are still running."""
+    return optuna_sweeper().trials_in_flight(config) if uses_optuna(config) else 0
+
+
 def optuna_tags(config: DictConfig) -> dict[str, str]:
     """Which Optuna study (name and storage) a study run records, if any."""
     if not uses_optuna(config):
@@ -172,7 +177,8 @@ def abort_open_study(status: str, reason: str) -> None:
 
 
 class StudyCallback(Callback):
-    """Opens the study run before a multirun's first job and closes it after the last.
+    """Opens the study run before a multirun's first job and closes it after the last,
+    unless other workers of its Optuna study are still running trials.
 
     Jobs find it through environment variables, which launcher processes inherit,
     so the hierarchy holds across processes. With ``tracking.enabled=false`` it
@@ -220,7 +226,15 @@ class StudyCallback(Callback):
         if self.store is None or self.run_id is None:
             return
         best = best_setting(tracking.study_settings(self.store, self.run_id))
-        tracking.end_study(self.store, self.run_id, best=best)
+        in_flight = optuna_trials_in_flight(config)
+        if in_flight:  # workers sharing an Optuna study share its run: the last one closes it
+            tracking.record_best(self.store, self.run_id, best)
+            print(
+                f"[admmlab] study run {self.run_id} stays RUNNING: {in_flight} trial(s) of "
+                "its Optuna study are still running in another worker"
+            )
+        else:
+            tracking.end_study(self.store, self.run_id, best=best)
         _open_study = None
         if best:
             print(

@@ -333,14 +333,19 @@ def abort_study(store: Store, run_id: str, status: str, reason: str) -> None:
         store.end_run(run_id, status)
 
 
-def end_study(
-    store: Store, run_id: str, *, best: Mapping[str, Any] | None = None, status: str = "FINISHED"
-) -> None:
-    """Close a study run, recording the best objective and its parameters."""
+def record_best(store: Store, run_id: str, best: Mapping[str, Any] | None) -> None:
+    """Record a study's best setting so far (objective and parameters) on its run."""
     if best:
         store.set_tags(run_id, {f"best.{k}": v for k, v in best.items()})
         if "objective" in best:
             store.log_final(run_id, {"best_objective": float(best["objective"])})
+
+
+def end_study(
+    store: Store, run_id: str, *, best: Mapping[str, Any] | None = None, status: str = "FINISHED"
+) -> None:
+    """Close a study run, recording the best objective and its parameters."""
+    record_best(store, run_id, best)
     store.end_run(run_id, status)
 
 

@@ -19,7 +19,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from admmlab import interrupts
 from hydra_plugins.admmlab_optuna_sweeper import search_space, storage
@@ -38,21 +38,32 @@ def optuna_study_name(config: DictConfig) -> str:
     return "admmlab"
 
 
+def _study_trials(config: DictConfig) -> list[FrozenTrial]:
+    """The trials that the Optuna study of a multirun with ``config`` has so far."""
+    spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
+    with interrupts.shielded():
+        return storage.study_trials(storage.open_storage(spec), optuna_study_name(config))
+
+
 def continues_a_study(config: DictConfig) -> bool:
     """Whether a multirun with ``config`` goes on with an Optuna study that has trials.
 
     One whose search space those trials cannot go on in is refused here, in one
     line, before the study's MLflow run is reopened for it.
     """
-    spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
-    name = optuna_study_name(config)
-    with interrupts.shielded():
-        trials = storage.study_trials(storage.open_storage(spec), name)
+    trials = _study_trials(config)
     if trials:
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
         space, _ = parse_space(dict(params), list(config.hydra.overrides.task))
-        refuse_incompatible_space(name, trials, space)
+        refuse_incompatible_space(optuna_study_name(config), trials, space)
     return bool(trials)
+
+
+def trials_in_flight(config: DictConfig) -> int:
+    """RUNNING trials of the multirun's Optuna study. Once this process has told all
+    of its own, they are another worker's (or one of a worker killed before it could
+    tell them)."""
+    return sum(t.state == TrialState.RUNNING for t in _study_trials(config))
 
 
 @contextmanager
