@@ -51,6 +51,7 @@ from admmlab.solvers.base import (
     as_problem,
     check_finite,
     evaluate,
+    trial_layout,
 )
 
 Tensor = torch.Tensor
@@ -642,11 +643,6 @@ def _trial_weights(weights: Sequence[Tensor], n_trials: int) -> list[Tensor]:
     return [w.unsqueeze(0).repeat(n_trials, 1, 1) for w in weights]
 
 
-def _trial_count(x: Tensor, y: Tensor, weights: Sequence[Tensor]) -> int:
-    """K of whichever input has a trial dimension (:func:`as_problem` made them agree)."""
-    return max(t.shape[0] if t.dim() == 3 else 1 for t in (x, y, weights[0]))
-
-
 # ---------------------------------------------------------------- the solver
 
 
@@ -685,8 +681,7 @@ def fit(
     betas = _layer_betas(beta, len(weights))
     _check_settings(lam, epochs)
     dtype, device = weights[0].dtype, weights[0].device
-    n_trials = _trial_count(X, Y, weights)
-    batched = any(t.dim() == 3 for t in (X, Y, weights[0]))
+    n_trials, batched = trial_layout(X, Y, weights)
     w0 = _trial_weights([w.to(device, dtype) for w in weights], n_trials)
 
     it = _initial_iterate(_ones_row_buffer(X.mT), w0, act, betas)

@@ -120,6 +120,14 @@ def as_problem(
     return X, Y, ws, sets
 
 
+def trial_layout(X: Tensor, Y: Tensor, weights: Sequence[Tensor]) -> tuple[int, bool]:
+    """K of whichever input has a trial dimension (:func:`as_problem` made them
+    agree), and whether any has one (the caller then gets K-shaped results)."""
+    inputs = (X, Y, weights[0])
+    n_trials = max(t.shape[0] if t.dim() == 3 else 1 for t in inputs)
+    return n_trials, any(t.dim() == 3 for t in inputs)
+
+
 def _check_trial_counts(training: list[Tensor], held_out: list[Tensor]) -> None:
     """Every input with a trial dimension has the same K; held-out sets have one only
     if the training inputs have."""

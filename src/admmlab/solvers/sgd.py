@@ -21,6 +21,7 @@ from admmlab.solvers.base import (
     as_problem,
     check_finite,
     evaluate,
+    trial_layout,
 )
 
 Tensor = torch.Tensor
@@ -106,9 +107,7 @@ def _batched(X: Tensor, Y: Tensor, weights: list[Tensor]):
 
     As in ADMM, weights without one start every trial of K-trial data.
     """
-    inputs = (X, Y, weights[0])
-    batched = any(t.dim() == 3 for t in inputs)
-    k = max(t.shape[0] if t.dim() == 3 else 1 for t in inputs)
+    k, batched = trial_layout(X, Y, weights)
     ws = [w if w.dim() == 3 else w.expand(k, *w.shape) for w in weights]
     return _as_trials(X, k), _as_trials(Y, k), ws, batched
 
