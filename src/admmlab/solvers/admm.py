@@ -22,7 +22,9 @@ it, and keeps as few ``n × N`` arrays alive as it can:
 
 Every ``n × N`` temporary, the kept ``hZ/2 − G`` included, is written (``out=``) into
 an array of the iterate's :class:`_Pool`, and ``V_i⁺`` straight into its buffer when
-that is one block: after the first iteration none is allocated.
+that is one block: after the first iteration none is allocated. The SPD systems are
+formed in pool arrays too and factored where they lie, and each Gram matrix is
+rewritten in its own buffer.
 
 Where the code solves an equation of ALGORITHM.md by another formula, the formula
 is exact and only the rounding differs (there is no inexact variant to switch off):
