@@ -129,7 +129,9 @@ def max_relative_difference(a: Tensor, b: Tensor) -> float:
 # What a projection of eager PyTorch on one GPU assumes. Each operation that is not
 # a view costs the host about this much to dispatch and launch; for the small nets
 # of the studies the device finishes each kernel sooner, so the host sets the pace.
-LAUNCH_S = 8e-6
+# Measured on one H100 (torch 2.11, gpu_check.py): the depth study's settings, timed
+# there, add up to 1.0 h; this projection says 0.9 h (with 8 µs it said 0.37 h).
+LAUNCH_S = 20e-6
 # Sustained matrix-product rate, FLOP/s: about a third of an H100's float64 tensor
 # core peak (67 TFLOP/s) and of its float32 peak without TF32, as small products get.
 DEVICE_FLOPS = {torch.float64: 25e12, torch.float32: 25e12}

@@ -8,7 +8,9 @@ and 10000, float64 and float32 (with λ = 0.1: see LAM), on the GPU and on this
 machine's CPU, their ratio, and the iteration's GFLOP/s against the GPU's own
 matmul throughput on a 300×N×300 product of the same precision; (2) K = 20
 trials batched against 20 separate calls at width 20 on the GPU, for ADMM, SGD and Adam, with the
-per-trial differences, as ``batched_trials.py`` prints them.
+per-trial differences, as ``batched_trials.py`` prints them; (3) the full depth study's
+settings timed on the GPU, as ``studies.py`` projects them on the CPU (``--quick``: the
+ends of each depth range only), beside its launch-and-flop model of one GPU.
 """
 
 from dataclasses import dataclass
@@ -126,6 +128,22 @@ def run_checks(
         )
 
 
+def depth_study(device: str, epochs: int, quick: bool) -> tuple[float, float]:
+    """(3): the depth study's hours timed on ``device``, and by the model."""
+    # Imported here: it needs Hydra and the whole package, checks (1) and (2) torch alone.
+    import studies
+
+    grid = studies.depth_grid()
+    costs = [
+        cost
+        for competitor in studies.COMPETITORS
+        for cost in studies.project_competitor(
+            competitor, grid, epochs, quick, extra=(f"device={device}",)
+        )
+    ]
+    return studies.report_projection(costs, grid, timed_on=device)
+
+
 def main() -> None:
     args = parse_args(__doc__)
     if not torch.cuda.is_available():
@@ -142,6 +160,8 @@ def main() -> None:
         repeats=1 if args.quick else 3,
         trial_epochs=trial_epochs,
     )
+    hours, model_hours = depth_study("cuda", epochs=4, quick=args.quick)
+    summary("gpu_check", depth_study_h=hours, depth_study_model_h=model_hours)
 
 
 if __name__ == "__main__":

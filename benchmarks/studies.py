@@ -199,11 +199,13 @@ def _setting(
 
 
 def project_competitor(
-    competitor: str, depths: list[int], epochs: int, quick: bool
+    competitor: str, depths: list[int], epochs: int, quick: bool, extra: tuple[str, ...] = ()
 ) -> list[SettingCost]:
-    """Costs at ``depths``; with ``quick``, only the ends measured, the rest interpolated."""
+    """Costs at ``depths``; with ``quick``, only the ends measured, the rest interpolated.
+
+    ``extra`` overrides every setting (``device=cuda``, say)."""
     measured = [
-        measure_setting(competitor, d, epochs)
+        measure_setting(competitor, d, epochs, extra=extra)
         for d in ([depths[0], depths[-1]] if quick and len(depths) > 2 else depths)
     ]
     if len(measured) == len(depths):
@@ -225,8 +227,11 @@ def project_competitor(
     ]
 
 
-def report_projection(costs: list[SettingCost], grid: list[int]) -> tuple[float, float]:
-    """Print the projection; return the study's hours on this machine and on one GPU."""
+def report_projection(
+    costs: list[SettingCost], grid: list[int], timed_on: str = "this machine"
+) -> tuple[float, float]:
+    """Print the projection; return the study's hours where it was timed and by the
+    launch-and-flop model of one GPU."""
     rows, total, device_total = [], 0.0, 0.0
     for competitor in COMPETITORS:
         own = [c for c in costs if c.competitor == competitor]
@@ -250,7 +255,7 @@ def report_projection(costs: list[SettingCost], grid: list[int]) -> tuple[float,
         )
     table(
         f"Full depth study on the square task, {TRIALS} trials batched per setting "
-        "(projected from a few epochs each)",
+        f"(projected from a few epochs each on {timed_on})",
         [
             "competitor",
             "width",
@@ -260,14 +265,13 @@ def report_projection(costs: list[SettingCost], grid: list[int]) -> tuple[float,
             "s/epoch (min depth)",
             "s/epoch (max depth)",
             "hours",
-            "GPU hours",
+            "model GPU h",
         ],
         rows,
     )
     grid_hours = sum(c.projected_s for c in costs) / 3600
     print(
-        f"  projected total: {total:.1f} h on this machine (tracking and process start "
-        "not included)"
+        f"  projected total: {total:.1f} h on {timed_on} (tracking and process start not included)"
     )
     print(
         f"  sweeps/depth.yaml as written (all five over depths {grid[0]}–{grid[-1]}): "
@@ -275,9 +279,9 @@ def report_projection(costs: list[SettingCost], grid: list[int]) -> tuple[float,
     )
     rate = DEVICE_FLOPS[torch.float64] / 1e12
     print(
-        f"  projected on one GPU: {device_total:.2f} h, from each setting's count of "
+        f"  modelled on one GPU: {device_total:.2f} h, from each setting's count of "
         f"launched operations ({LAUNCH_S * 1e6:g} µs each) and matrix-product flops "
-        f"({rate:g} TFLOP/s) per epoch (benchkit.DeviceWork; no GPU was used)"
+        f"({rate:g} TFLOP/s) per epoch (benchkit.DeviceWork)"
     )
     return total, device_total
 

@@ -154,3 +154,22 @@ def test_run_all_collects_summaries(tmp_path, capsys):
     assert outcome.returncode == 0 and outcome.summaries == ["fake x=1 ['--quick']"]
     run_all.print_summary([outcome])
     assert "fake.py" in capsys.readouterr().out
+
+
+def test_gpu_check_times_the_depth_study_on_the_device_it_is_given(monkeypatch, capsys):
+    """Check (3) on the CPU, with the smallest and largest depth of each competitor."""
+    measured = []
+    real = studies.measure_setting
+
+    def smaller(competitor, depth, epochs, extra=()):
+        measured.append((competitor, depth, extra))
+        return real(competitor, depth, epochs, n_trials=2, extra=(*extra, "dataset.n_train=100"))
+
+    monkeypatch.setattr(studies, "measure_setting", smaller)
+    hours, model_hours = gpu_check.depth_study("cpu", epochs=1, quick=True)
+    assert hours > 0 and model_hours > 0
+    assert {extra for _, _, extra in measured} == {("device=cpu",)}
+    assert len(measured) == 2 * len(studies.COMPETITORS)
+    assert "20 trials batched per setting (projected from a few epochs each on cpu)" in (
+        capsys.readouterr().out
+    )
