@@ -47,5 +47,7 @@ def forward(weights: list[Tensor], x: Tensor, activation: str | Activation) -> T
     act = get_activation(activation)
     v = x
     for w in weights[:-1]:
-        v = act.fn(affine(w, v))
+        # In place on the fresh product: one array less per layer, and autograd's
+        # backward of σ needs only σ's output.
+        v = act.fn_(affine(w, v))
     return affine(weights[-1], v)

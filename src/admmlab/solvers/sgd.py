@@ -75,7 +75,7 @@ def gradients(
     """
     outputs = [x]
     for w in params[:-1]:
-        outputs.append(act.fn(affine(w, outputs[-1])))
+        outputs.append(act.fn_(affine(w, outputs[-1])))
     grad = (affine(params[-1], outputs[-1]) - y).mul_(2).mul_(1 / x.shape[-2])
     grads = []
     for i in range(len(params) - 1, -1, -1):
