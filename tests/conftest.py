@@ -1,4 +1,4 @@
-"""Shared fixtures: composed configs and a throw-away MLflow store."""
+"""Shared fixtures: composed configs, a throw-away MLflow store, a poisoned ADMM step."""
 
 import os
 import subprocess
@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from admmlab.paths import conf_dir
+from admmlab.solvers import admm
 
 
 @pytest.fixture
@@ -68,3 +69,19 @@ def journal_study(name: str, path: Path) -> optuna.Study:
     """The Optuna study ``name`` in the journal file at ``path``."""
     backend = optuna.storages.journal.JournalFileBackend(str(path))
     return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(backend))
+
+
+def poison_output(monkeypatch: pytest.MonkeyPatch, at: dict[int, int]) -> None:
+    """Make ADMM's ``V_{L+1}`` of trial k non-finite in the iteration ``at[k]``."""
+    calls = []
+    real_update_output = admm.update_output
+
+    def poisoned(*args, **kwargs):
+        out = real_update_output(*args, **kwargs)
+        calls.append(1)
+        for trial, epoch in at.items():
+            if len(calls) == epoch:
+                out[trial, 0, 0] = float("nan")
+        return out
+
+    monkeypatch.setattr(admm, "update_output", poisoned)

@@ -9,9 +9,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from admmlab.nets import forward, get_activation, hidden_forward, init_weights
-from admmlab.solvers import admm, sgd
+from admmlab.solvers import sgd
 from admmlab.solvers.admm import fit
 from admmlab.solvers.base import NonFiniteError
+from conftest import poison_output
 from numpy_admm import admm_reference
 
 Tensor = torch.Tensor
@@ -303,28 +304,47 @@ def test_nan_in_data_is_reported_at_first_epoch() -> None:
     assert err.partial is not None and err.partial.history == {}
 
 
-def test_nan_mid_run_names_quantity_epoch_trial_and_keeps_history(monkeypatch) -> None:
+def _two_trials() -> tuple[Tensor, Tensor, list[Tensor], list[list[Tensor]]]:
     problems = [_problem(seed, depth=2, width=4) for seed in (1, 2)]
     stacked = [torch.stack(ws) for ws in zip(*(p[2] for p in problems), strict=True)]
-    calls = []
-    real_update_output = admm.update_output
+    return problems[0][0], problems[0][1], stacked, [p[2] for p in problems]
 
-    def poisoned(*args, **kwargs):
-        out = real_update_output(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == 3:
-            out[1, 0, 0] = float("nan")
-        return out
 
-    monkeypatch.setattr(admm, "update_output", poisoned)
+def test_a_diverging_trial_stops_alone_and_the_others_run_as_if_alone(monkeypatch) -> None:
+    x, y, stacked, single_weights = _two_trials()
+    kwargs = {"lam": 1e-6, "beta": 1.0, "epochs": 5}
+    alone = [fit(x, y, w, **kwargs) for w in single_weights]
+    before = fit(x, y, single_weights[1], **{**kwargs, "epochs": 2})
+    poison_output(monkeypatch, {1: 3})
+    result = fit(x, y, stacked, **kwargs)
+
+    assert result.diverged == {1: "V_3 became non-finite at epoch 3"}
+    for name, curve in alone[0].history.items():
+        if name != "epoch_time_s":
+            assert _close(result.history[name][:, 0], curve, 1e-9), name
+    for name, curve in result.history.items():
+        assert torch.isnan(curve[2:, 1]).all(), name
+    assert _close(result.history["train_mse"][:2, 1], before.history["train_mse"], 1e-9)
+    for got, want, stopped in zip(result.weights, alone[0].weights, before.weights, strict=True):
+        assert _close(got[0], want, 1e-9)
+        assert _close(got[1], stopped, 1e-9)  # its last finite weights, from epoch 2
+
+
+def test_nan_in_every_trial_raises_naming_quantity_epoch_trial_and_keeps_history(
+    monkeypatch,
+) -> None:
+    x, y, stacked, _ = _two_trials()
+    poison_output(monkeypatch, {1: 3, 0: 4})
     with pytest.raises(NonFiniteError) as info:
-        fit(problems[0][0], problems[0][1], stacked, lam=1e-6, beta=1.0, epochs=5)
+        fit(x, y, stacked, lam=1e-6, beta=1.0, epochs=5)
     err = info.value
-    assert (err.quantity, err.epoch, err.trials) == ("V_3", 3, [1])
-    assert "epoch 3" in str(err)
+    assert (err.quantity, err.epoch, err.trials) == ("V_3", 4, [0])
+    assert "epoch 4" in str(err)
     partial = err.partial
     assert partial is not None
-    assert partial.history["train_mse"].shape == (2, 2)
+    assert partial.diverged == {1: "V_3 became non-finite at epoch 3"}
+    assert partial.history["train_mse"].shape == (3, 2)
+    assert torch.isnan(partial.history["train_mse"][2, 1])
     assert all(torch.isfinite(w).all() for w in partial.weights)
 
 

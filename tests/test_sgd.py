@@ -79,6 +79,27 @@ def test_batched_trials_equal_separate_runs(method):
             torch.testing.assert_close(wb[k], wa, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["sgd", "adam"])
+def test_a_trial_gone_non_finite_stops_alone_and_the_others_run_as_if_alone(method):
+    seeds = [0, 1]
+    draws = [setup(s) for s in seeds]
+    x = torch.stack([d.x_train for d, _ in draws])
+    y = torch.stack([d.y_train for d, _ in draws])
+    y[1, 7, 0] = float("nan")  # trial 1's data: its first epoch's loss and steps go NaN
+    ws = [torch.stack(layer) for layer in zip(*(w for _, w in draws), strict=True)]
+    kw = {"method": method, "lr": 1e-2, "epochs": 4, "batch_size": 25, "activation": "relu"}
+    batched = sgd.fit(x, y, ws, seeds=seeds, **kw)
+    assert batched.diverged == {1: "train_mse became non-finite at epoch 1"}
+    alone = sgd.fit(x[0], y[0], [w[0] for w in ws], seeds=[0], **kw)
+    for name, curve in alone.history.items():
+        if name != "epoch_time_s":
+            torch.testing.assert_close(batched.history[name][:, 0], curve, rtol=1e-9, atol=0)
+        assert torch.isnan(batched.history[name][:, 1]).all(), name
+    for wb, wa, w0 in zip(batched.weights, alone.weights, ws, strict=True):
+        torch.testing.assert_close(wb[0], wa, rtol=1e-9, atol=1e-12)
+        assert torch.equal(wb[1], w0[1])  # trial 1 keeps its last finite (initial) weights
+
+
 def test_learning_rate_schedule_is_step_exponential():
     d, w = setup()
     r = sgd.fit(

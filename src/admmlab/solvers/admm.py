@@ -41,6 +41,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -50,8 +51,9 @@ from admmlab.solvers.base import (
     FitResult,
     HistoryRecorder,
     NonFiniteError,
+    Quantity,
+    TrialStops,
     as_problem,
-    check_finite,
     evaluate,
     trial_layout,
 )
@@ -729,8 +731,11 @@ def fit(
 
     Returns the final weights (with a leading K if the weights or the data had one)
     and the per-epoch history, each metric ``(epochs, K)``, or ``(epochs,)`` when no
-    input had a trial dimension. A non-finite iterate raises :class:`NonFiniteError`
-    whose ``partial`` holds the last finite weights and the history before it.
+    input had a trial dimension. A trial whose iterate goes non-finite stops there
+    (:class:`TrialStops`): the others go on, and the result's ``diverged`` says which
+    stopped and why. Without a trial dimension, or once every trial has stopped, it
+    raises :class:`NonFiniteError` whose ``partial`` holds the last finite weights and
+    the history before it.
     """
     X, Y, weights, held_out = as_problem(
         X, Y, weights, {"test": (X_test, Y_test), "val": (X_val, Y_val)}
@@ -746,14 +751,16 @@ def fit(
     y_cols = Y.mT.contiguous()
     edge = _saturation_edge(act)
     recorder = HistoryRecorder(callback)
+    stops = TrialStops(n_trials, batched, device)
     good_weights = it.w
 
     def forward_metrics(pre: Tensor, hidden: Tensor) -> dict[str, Tensor]:
         return _train_metrics(it.w, pre, hidden, Y, act, edge, classification, it.pool)
 
     def result(w: list[Tensor]) -> FitResult:
+        w = stops.final(w)
         out = [t.contiguous() for t in (w if batched else [t[0] for t in w])]
-        return FitResult(out, recorder.history(batched))
+        return FitResult(out, recorder.history(batched), dict(stops.reasons))
 
     for epoch in range(1, int(epochs) + 1):
         start = time.perf_counter()
@@ -765,8 +772,9 @@ def fit(
             **train,
         }
         metrics.update(evaluate(it.w, act, held_out, classification=classification))
+        finite = torch.isfinite(metrics["aug_lagrangian"] + metrics["train_mse"])
         try:
-            _check_epoch(it, metrics, epoch, lam)
+            stops.check(epoch, finite, partial(_quantities, it, metrics, lam), good_weights)
         except NonFiniteError as err:
             err.partial = result(good_weights)
             raise
@@ -774,20 +782,16 @@ def fit(
         for i, (sq, _) in enumerate(constraints, start=1):
             metrics[f"residual/layer_{i}"] = sq.sqrt()
         metrics["epoch_time_s"] = torch.full((n_trials,), elapsed, dtype=dtype, device=device)
-        recorder.record(epoch, metrics)
+        recorder.record(epoch, stops.mask(metrics))
         good_weights = list(it.w)
     return result(good_weights)
 
 
-def _check_epoch(it: _Iterate, metrics: dict[str, Tensor], epoch: int, lam: float) -> None:
-    """One synchronising check per iteration; on failure, name the first bad quantity."""
-    combined = metrics["aug_lagrangian"] + metrics["train_mse"]
-    if bool(torch.isfinite(combined).all()):
-        return
-    for name, t in it.named_quantities():
-        check_finite(name, epoch, t, _precision_hint(name, t.dtype, lam))
-    check_finite("aug_lagrangian", epoch, metrics["aug_lagrangian"].unsqueeze(-1))
-    check_finite("train_mse", epoch, metrics["train_mse"].unsqueeze(-1))
+def _quantities(it: _Iterate, metrics: dict[str, Tensor], lam: float) -> list[Quantity]:
+    """What may go non-finite, in the order an iteration computes it, with a hint each:
+    the iterate, then 𝓛 and train_mse (from which the per-epoch check reads)."""
+    named = [(name, t, _precision_hint(name, t.dtype, lam)) for name, t in it.named_quantities()]
+    return [*named, *((name, metrics[name], "") for name in ("aug_lagrangian", "train_mse"))]
 
 
 def _precision_hint(name: str, dtype: torch.dtype, lam: float) -> str:

@@ -21,8 +21,16 @@ class NonFiniteError(FloatingPointError):
     def __init__(self, quantity: str, epoch: int, trials: Sequence[int], hint: str = ""):
         self.quantity, self.epoch, self.trials = quantity, epoch, list(trials)
         self.partial: FitResult | None = None  # history up to the bad epoch
-        message = f"{quantity} became non-finite at epoch {epoch} in trial(s) {self.trials}"
-        super().__init__(f"{message}; {hint}" if hint else message)
+        super().__init__(went_non_finite(quantity, epoch, hint, trials=self.trials))
+
+
+def went_non_finite(
+    quantity: str, epoch: int, hint: str = "", trials: Sequence[int] | None = None
+) -> str:
+    """The one line that says what went non-finite, when (and in which trials)."""
+    where = "" if trials is None else f" in trial(s) {list(trials)}"
+    message = f"{quantity} became non-finite at epoch {epoch}{where}"
+    return f"{message}; {hint}" if hint else message
 
 
 @dataclass
@@ -35,6 +43,9 @@ class FitResult:
 
     weights: list[Tensor]
     history: dict[str, Tensor] = field(default_factory=dict)
+    # Trial k of a batched run that stopped early → why (see TrialStops); its weights
+    # are its last finite ones and its history reads NaN from that epoch on.
+    diverged: dict[int, str] = field(default_factory=dict)
 
     @property
     def summary(self) -> dict[str, Tensor]:
@@ -138,13 +149,6 @@ def _check_trial_counts(training: list[Tensor], held_out: list[Tensor]) -> None:
         raise ValueError("a held-out set has a trial dimension K, but X, Y and the weights do not")
 
 
-def check_finite(quantity: str, epoch: int, t: Tensor, hint: str = "") -> None:
-    """Raise :class:`NonFiniteError` if any trial of ``t`` (leading dim K) is not finite."""
-    ok = torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
-    if not bool(ok.all()):
-        raise NonFiniteError(quantity, epoch, torch.nonzero(~ok).flatten().tolist(), hint)
-
-
 class HistoryRecorder:
     """Collects per-epoch metric dicts and hands each to the user's callback."""
 
@@ -187,3 +191,77 @@ def evaluate(
                 hits = f.argmax(dim=-1) == y.argmax(dim=-1)
                 out[f"{name}_acc"] = hits.to(f.dtype).mean(dim=-1)
     return out
+
+
+Quantity = tuple[str, Tensor, str]  # name, value with a leading K, hint
+
+
+class TrialStops:
+    """Each trial of a batched run stops at its own first non-finite iterate.
+
+    A stopped trial keeps its last finite weights and its metrics read NaN from then
+    on; the other trials go on exactly as they would alone (nothing an iteration does
+    mixes trials), so one diverging seed costs a study one trial, not the setting.
+    Without a trial dimension, or once every trial has stopped, the run raises
+    :class:`NonFiniteError` instead, naming the first bad quantity.
+    """
+
+    def __init__(self, n_trials: int, batched: bool, device: torch.device):
+        self.batched = batched
+        self.stopped = torch.zeros(n_trials, dtype=torch.bool, device=device)
+        self.reasons: dict[int, str] = {}
+        self._kept: dict[int, list[Tensor]] = {}
+
+    def check(
+        self,
+        epoch: int,
+        finite: Tensor,
+        quantities: Sequence[Quantity] | Callable[[], Sequence[Quantity]],
+        last_good: Sequence[Tensor],
+    ) -> None:
+        """Stop the trials that ``finite`` (one flag per trial) shows going bad at ``epoch``.
+
+        ``quantities`` (or a function giving them, called only then) lists
+        ``(name, value, hint)`` in the order the epoch computes them, each value with a
+        leading K, those ``finite`` was read from among them; ``last_good`` are the
+        weights of the previous epoch.
+        """
+        fresh = ~(finite | self.stopped)
+        if not bool(fresh.any()):  # the one synchronisation of an ordinary epoch
+            return
+        listed = quantities() if callable(quantities) else quantities
+        first = _first_non_finite(listed, fresh.nonzero().flatten().tolist())
+        if not self.batched or len(self.reasons) + len(first) == len(self.stopped):
+            name, hint = next(iter(first.values()))  # the earliest bad quantity
+            raise NonFiniteError(name, epoch, [k for k, q in first.items() if q[0] == name], hint)
+        for k, (name, hint) in first.items():
+            self.reasons[k] = went_non_finite(name, epoch, hint)
+            self._kept[k] = [w[k].clone() for w in last_good]
+        self.stopped |= fresh
+
+    def mask(self, metrics: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``metrics`` with the stopped trials' values set to NaN."""
+        if not self.reasons:
+            return metrics
+        return {name: v.masked_fill(self.stopped, torch.nan) for name, v in metrics.items()}
+
+    def final(self, weights: Sequence[Tensor]) -> list[Tensor]:
+        """``weights`` with each stopped trial's rows put back to its last finite ones."""
+        out = [w.clone() for w in weights] if self._kept else list(weights)
+        for k, kept in self._kept.items():
+            for w, row in zip(out, kept, strict=True):
+                w[k] = row
+        return out
+
+
+def _first_non_finite(
+    quantities: Sequence[Quantity], trials: list[int]
+) -> dict[int, tuple[str, str]]:
+    """``(name, hint)`` of each of ``trials``' first non-finite quantity, ordered by
+    quantity (a trial that none shows bad gets the last one's, whose check found it)."""
+    first: dict[int, tuple[str, str]] = {}
+    for name, value, hint in quantities:
+        ok = torch.isfinite(value).reshape(value.shape[0], -1).all(dim=1).tolist()
+        first.update({k: (name, hint) for k in trials if not ok[k] and k not in first})
+    last, _, last_hint = quantities[-1]
+    return first | {k: (last, last_hint) for k in trials if k not in first}

@@ -18,8 +18,9 @@ from admmlab.solvers.base import (
     FitResult,
     HistoryRecorder,
     NonFiniteError,
+    Quantity,
+    TrialStops,
     as_problem,
-    check_finite,
     evaluate,
     trial_layout,
 )
@@ -146,6 +147,9 @@ def fit(
     Shapes as in :func:`admmlab.solvers.admm.fit`; ``seeds`` (one per trial)
     fix the mini-batch order. History: ``train_mse``, ``test_mse``,
     ``grad_norm/layer_i`` (RMS over the epoch's steps), ``lr`` and ``epoch_time_s``.
+    A trial whose loss or weights go non-finite stops at the end of that epoch, as in
+    ADMM (:class:`TrialStops`); the error raised when none is left also has the bad
+    epoch's metrics in its ``partial`` history.
     """
     X, Y, weights, held_out = as_problem(
         X, Y, weights, {"val": (X_val, Y_val), "test": (X_test, Y_test)}
@@ -163,6 +167,14 @@ def fit(
         name: (_as_trials(x, k), _as_trials(y, k)) for name, (x, y) in held_out.items()
     }
     recorder = HistoryRecorder(callback)
+    stops = TrialStops(k, batched, X.device)
+    last_good = [p.detach().clone() for p in params]  # as of the previous epoch's end
+
+    def result(weights: list[Tensor]) -> FitResult:
+        final = stops.final(weights)
+        final = final if batched else [w[0] for w in final]
+        return FitResult(final, recorder.history(batched), dict(stops.reasons))
+
     steps = n // batch_size  # a ragged last batch is dropped, as in the paper's setup
     # Σ_steps g², element-wise (one op a step), reduced per trial at the epoch's end.
     grad_sq = [torch.empty_like(p) for p in params]
@@ -185,19 +197,20 @@ def fit(
         for i, acc in enumerate(grad_sq, start=1):
             metrics[f"grad_norm/layer_{i}"] = (acc.sum(dim=(-2, -1)) / steps).sqrt()
         metrics["epoch_time_s"] = torch.full((k,), time.perf_counter() - start, device=X.device)
-        recorder.record(epoch, metrics)
-        _check_epoch(epoch, params, metrics, recorder, batched)
-    final = [p.detach() if batched else p.detach()[0] for p in params]
-    return FitResult(final, recorder.history(batched))
+        quantities = [("train_mse", metrics["train_mse"], "")]
+        quantities += [(f"W_{i}", p.detach(), "") for i, p in enumerate(params, start=1)]
+        try:
+            stops.check(epoch, _finite_trials(quantities), quantities, last_good)
+        except NonFiniteError as err:
+            recorder.record(epoch, metrics)
+            err.partial = result(last_good)
+            raise
+        recorder.record(epoch, stops.mask(metrics))
+        torch._foreach_copy_(last_good, [p.detach() for p in params])
+    return result([p.detach() for p in params])
 
 
-def _check_epoch(epoch, params, metrics, recorder: HistoryRecorder, batched: bool) -> None:
-    """Stop at the first non-finite loss or weight, keeping the history so far."""
-    try:
-        check_finite("train_mse", epoch, metrics["train_mse"].unsqueeze(-1))
-        for i, p in enumerate(params, start=1):
-            check_finite(f"W_{i}", epoch, p.detach())
-    except NonFiniteError as err:
-        weights = [p.detach() if batched else p.detach()[0] for p in params]
-        err.partial = FitResult(weights, recorder.history(batched))
-        raise
+def _finite_trials(quantities: list[Quantity]) -> Tensor:
+    """One flag per trial: every quantity finite."""
+    flags = [torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1) for _, t, _ in quantities]
+    return torch.stack(flags).all(dim=0)
