@@ -31,6 +31,11 @@ ADMM = ["solver=admm", "solver.epochs=4"]
 SGD = ["solver=sgd", "solver.epochs=4", "solver.batch_size=20"]
 # lr = 1e8 sends these seeds' training error to inf within 4 epochs: recorded FAILED.
 DIVERGING = [*SGD, "model.depth=1", "solver.lr=1e8"]
+# Seed 1 of this setting diverges at epoch 3, seed 0 does not: only seed 1 stops.
+PARTLY_DIVERGING = [
+    *SGD, "activation=relu", "model.depth=3", "model.width=20", "dataset.n_train=200",
+    "solver.batch_size=50", "solver.lr=0.2", "solver.epochs=6",
+]  # fmt: skip
 MAIN_STUDY = [
     [*ADMM, "model.depth=1"],
     [*ADMM, "model.depth=2"],
@@ -60,13 +65,14 @@ def make_study(uri: str, name: str, settings: list[list[str]], mp: pytest.Monkey
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
     """A store with the main study (5 settings × 2 trials, one diverging), a one-setting
-    study and an empty one."""
+    study, one whose only setting has a diverging trial, and an empty one."""
     folder = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         ids = {
             "main": make_study(uri, "main", MAIN_STUDY, mp),
             "lonely": make_study(uri, "lonely", [[*ADMM, "model.depth=1"]], mp),
+            "partly": make_study(uri, "partly", [PARTLY_DIVERGING], mp),
             "empty": make_study(uri, "empty", [], mp),
         }
         mp.setenv("ADMMLAB_REPORT_DIR", str(folder / "reports"))
@@ -161,6 +167,18 @@ def test_the_diverged_run_is_counted_not_dropped(store):
     index = (report / "index.md").read_text()
     assert "10 trials: 8 finished, 2 diverged, 0 failed" in index
     assert "NonFiniteError: train_mse became non-finite" in index  # the failures table
+
+
+def test_a_trial_that_diverged_alone_is_counted_and_its_sibling_kept(store, tmp_path: Path):
+    folder = write_report("partly", uri=store["uri"], out=tmp_path, log=False)
+    (setting,) = pd.read_csv(folder / "settings.csv").itertuples()
+    assert (setting.n, setting.n_diverged, setting.n_failed) == (1, 1, 0)
+    assert math.isfinite(setting.error_mean)
+    failures = pd.read_csv(folder / "failures.csv")
+    assert list(failures["seed"]) == [1]
+    index = (folder / "index.md").read_text()
+    assert "2 trials: 1 finished, 1 diverged, 0 failed" in index
+    assert "NonFiniteError: train_mse became non-finite at epoch 3" in index
 
 
 def test_rerunning_gives_identical_tables(store, tmp_path: Path):

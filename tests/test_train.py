@@ -6,8 +6,9 @@ import statistics
 import pytest
 import torch
 
+from admmlab.solvers.base import NonFiniteError
 from admmlab.train import run
-from conftest import runs_of
+from conftest import poison_output, runs_of
 
 ARTIFACTS = {"config.yaml", "history.csv", "learning_curve.png", "weights.pt"}
 
@@ -108,6 +109,53 @@ def test_diverging_run_ends_failed_with_reason_and_history(cli, client):
     epoch = int(reason.split("at epoch ")[1].split()[0])
     assert len(client.get_metric_history(r.info.run_id, "train_mse")) == epoch
     assert "history.csv" in {a.path for a in client.list_artifacts(r.info.run_id)}
+
+
+def test_a_diverging_trial_fails_alone_and_the_setting_keeps_the_others(cli, client):
+    done = cli(
+        "solver=sgd",
+        "activation=relu",
+        "model.depth=3",
+        "model.width=20",
+        "dataset.n_train=200",
+        "solver.lr=0.2",
+        "solver.epochs=6",
+        "trials=2",
+    )
+    assert done.returncode == 0, done.stderr
+    warning = "warning: 1 of 2 trials diverged and stopped early, the others finished"
+    assert (
+        warning in done.stderr and "seed 1: train_mse became non-finite at epoch 3" in done.stderr
+    )
+    (setting,) = runs_of(client, "setting")
+    trials = {r.data.tags["seed"]: r for r in runs_of(client, "trial")}
+    assert setting.info.status == "FINISHED" and setting.data.metrics["n_diverged"] == 1
+    assert math.isnan(setting.data.metrics["objective"])
+    kept, stopped = trials["0"], trials["1"]
+    assert kept.info.status == "FINISHED" and math.isfinite(kept.data.metrics["best_train_mse"])
+    assert setting.data.metrics["best_train_mse"] == kept.data.metrics["best_train_mse"]
+    assert stopped.info.status == "FAILED"
+    reason = stopped.data.tags["failure_reason"]
+    assert reason == "NonFiniteError: train_mse became non-finite at epoch 3"
+    curve = client.get_metric_history(stopped.info.run_id, "train_mse")
+    assert [math.isfinite(m.value) for m in sorted(curve, key=lambda m: m.step)] == [
+        True, True, False, False, False, False,
+    ]  # fmt: skip
+
+
+def test_when_every_trial_diverges_each_keeps_its_own_reason(make_cfg, client, monkeypatch):
+    poison_output(monkeypatch, {1: 3, 0: 4})
+    cfg = make_cfg("solver=admm", "model.width=4", "solver.epochs=5", "trials=2", "seed=7")
+    with pytest.raises(NonFiniteError, match="epoch 4"):
+        run(cfg)
+    (setting,) = runs_of(client, "setting")
+    trials = {r.data.tags["seed"]: r for r in runs_of(client, "trial")}
+    assert setting.info.status == "FAILED" and "epoch 4" in setting.data.tags["failure_reason"]
+    assert {r.info.status for r in trials.values()} == {"FAILED"}
+    assert trials["8"].data.tags["failure_reason"] == (
+        "NonFiniteError: V_3 became non-finite at epoch 3"
+    )
+    assert "failure_reason" not in trials["7"].data.tags  # the setting's reason is its own
 
 
 def test_same_config_and_seed_give_identical_metrics(make_cfg):

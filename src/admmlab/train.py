@@ -8,7 +8,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -47,11 +47,13 @@ USER_ERRORS = (ConfigError, DataError, TrackingError)
 
 @dataclass
 class Outcome:
-    """What a finished run hands back: the objective(s) and the per-trial summary."""
+    """What a finished run hands back: the objective(s), the per-trial summary and the
+    trials that diverged (seed → what went non-finite when)."""
 
     objectives: dict[str, float]
     summary: dict[str, list[float]]
     run_id: str | None
+    diverged: dict[int, str] = field(default_factory=dict)
 
     @property
     def objective(self) -> float:
@@ -120,7 +122,12 @@ def initial_weights(cfg: RunConfig, data: Dataset, seeds: list[int]) -> list[tor
 
 
 def summarise(result: FitResult) -> dict[str, list[float]]:
-    """Per-trial final metrics: the solver's summary plus the last value of each metric."""
+    """Per-trial final metrics: the solver's summary plus the last value of each metric.
+
+    A trial that diverged has none: its values are NaN (its history says how far it
+    got), so a mean over trials, the objective, is NaN too and a sweeper counts the
+    setting failed.
+    """
     out = {}
     for name, values in result.history.items():
         if not name.startswith(("residual/", "saturation/", "grad_norm/", "epoch_time")):
@@ -131,7 +138,11 @@ def summarise(result: FitResult) -> dict[str, list[float]]:
             if f"{split}_acc" in result.history:
                 out[f"best_{split}_acc"] = result.history[f"{split}_acc"].amax(dim=0)
     out["run_time_s"] = result.history["epoch_time_s"].sum(dim=0)
-    return {k: [float(x) for x in v.cpu().reshape(-1)] for k, v in out.items()}
+    summary = {k: [float(x) for x in v.cpu().reshape(-1)] for k, v in out.items()}
+    for values in summary.values():
+        for k in result.diverged:
+            values[k] = math.nan
+    return summary
 
 
 def objective_value(name: str, summary: dict[str, list[float]]) -> float:
@@ -199,8 +210,8 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         return result, summary, {n: objective_value(n, summary) for n in objectives}
 
     if store is None:
-        _, summary, values = train(_check_interrupts)
-        return Outcome(values, summary, None)
+        result, summary, values = train(_check_interrupts)
+        return Outcome(values, summary, None, _by_seed(result.diverged, seeds))
     container = OmegaConf.to_container(cfg, resolve=True)
     tags = runinfo.tags(typed, study=os.environ.get(STUDY_NAME_ENV))
     tags["overrides"] = " ".join(job_overrides())
@@ -223,15 +234,26 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         try:
             result, summary, values = train(log_epoch)
         except NonFiniteError as err:
-            if err.partial is not None:
+            if err.partial is not None:  # trials that stopped before the last keep their reason
+                tracked.stop_trials(_reasons(err.partial))
                 _log_partial_artifacts(store, tracked.run_id, container, err.partial, seeds)
             raise
+        tracked.stop_trials(_reasons(result))
         tracked.log_summary(summary)
         _log_artifacts(store, tracked.run_id, container, result, seeds, typed.tracking.log_weights)
-        outcome = Outcome(values, summary, tracked.run_id)
+        outcome = Outcome(values, summary, tracked.run_id, _by_seed(result.diverged, seeds))
         store.log_final(tracked.run_id, {"objective": outcome.objective})
         store.set_tags(tracked.run_id, {"objective_name": outcome.objective_name})
     return outcome
+
+
+def _reasons(result: FitResult) -> dict[int, str]:
+    """Each stopped trial's ``failure_reason``, as a failed run's reads."""
+    return {k: f"{NonFiniteError.__name__}: {why}" for k, why in result.diverged.items()}
+
+
+def _by_seed(diverged: dict[int, str], seeds: list[int]) -> dict[int, str]:
+    return {seeds[k]: why for k, why in diverged.items()}
 
 
 def _check_interrupts(epoch: int, metrics: dict[str, torch.Tensor]) -> None:
@@ -272,6 +294,13 @@ def _print_summary(cfg: DictConfig, outcome: Outcome, seconds: float) -> None:
         f"{outcome.objective_name}={outcome.objective:.4e} {' '.join(parts)} "
         f"({seconds:.1f}s){where}"
     )
+    if outcome.diverged:
+        stops = "; ".join(f"seed {seed}: {why}" for seed, why in outcome.diverged.items())
+        print(
+            f"warning: {len(outcome.diverged)} of {cfg.trials} trials diverged and stopped "
+            f"early, the others finished ({stops})",
+            file=sys.stderr,
+        )
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")

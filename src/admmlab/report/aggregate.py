@@ -122,7 +122,8 @@ def outcome(status: str, reason: str, error: float) -> str:
 
 def _trial_row(setting: RunRecord, trial: RunRecord, objective: str) -> dict:
     error = error_of(trial.metrics, objective)
-    reason = setting.tags.get("failure_reason", "")
+    # A trial that diverged while the others went on has its own reason.
+    reason = trial.tags.get("failure_reason") or setting.tags.get("failure_reason", "")
     status = trial.status if trial.status != "FINISHED" else setting.status
     row = {
         "dataset": _dataset(setting),

@@ -182,6 +182,7 @@ class SettingRun:
         self.flush_every, self.stride = max(1, flush_every), max(1, stride)
         self._buffer: list[list[Metric]] = [[] for _ in self.targets]
         self._skipped: tuple[int, Mapping[str, Sequence[float]]] | None = None
+        self._stopped: set[int] = set()
 
     @property
     def targets(self) -> list[str]:
@@ -210,19 +211,29 @@ class SettingRun:
                     self.store.log_metrics(run_id, buf)
                     buf.clear()
 
+    def stop_trials(self, reasons: Mapping[int, str]) -> None:
+        """Trials ``k`` that stopped early (diverged) while the others went on: each is
+        tagged with its ``failure_reason`` and will end FAILED; the setting run's
+        ``n_diverged`` (:meth:`log_summary`) counts them."""
+        for k, why in reasons.items():
+            self.store.set_tags(self.trial_run_ids[k], {"failure_reason": why[:5000]})
+        self._stopped = set(reasons)
+
     def log_summary(self, summary: Mapping[str, Sequence[float]]) -> None:
-        """Per-trial finals on the trial runs; mean and std on the setting run."""
+        """Per-trial finals on the trial runs; on the setting run, mean and std over the
+        trials that did not stop early, and ``n_diverged``, the number that did."""
         if self.trial_run_ids:
             for k, run_id in enumerate(self.trial_run_ids):
                 self.store.log_final(run_id, {n: v[k] for n, v in summary.items()})
         aggregated = {}
         for name, values in summary.items():
-            vals = [float(v) for v in values]
+            vals = [float(v) for k, v in enumerate(values) if k not in self._stopped]
             finite = all(math.isfinite(v) for v in vals)
             # statistics works in exact arithmetic: huge finite values do not overflow
             aggregated[name] = statistics.mean(vals) if finite else math.nan
             if len(vals) > 1:
                 aggregated[f"{name}_std"] = statistics.stdev(vals) if finite else math.nan
+        aggregated["n_diverged"] = len(self._stopped)
         self.store.log_final(self.run_id, aggregated)
 
     def end(self, status: str, reason: str | None = None) -> None:
@@ -236,8 +247,9 @@ class SettingRun:
             self.flush()
             if reason:
                 self.store.set_tags(self.run_id, {"failure_reason": reason[:5000]})
-            for run_id in self.trial_run_ids:
-                self.store.end_run(run_id, status)
+            for k, run_id in enumerate(self.trial_run_ids):
+                stopped = k in self._stopped and status == "FINISHED"
+                self.store.end_run(run_id, "FAILED" if stopped else status)
             self.store.end_run(self.run_id, status)
 
 
