@@ -160,7 +160,7 @@ def measure_setting(
         result = run_solver(
             typed.solver, data, weights, activation=typed.activation.name, seeds=seeds
         )
-    except NonFiniteError as err:  # a diverging trial stops the run: its epochs still count
+    except NonFiniteError as err:  # every trial diverged, which stops the run: its epochs count
         result = err.partial
     per_epoch = result.history["epoch_time_s"][:, 0].tolist()
     seconds = statistics.median(per_epoch[1:] or per_epoch)  # the first epoch warms up
