@@ -2,6 +2,7 @@
 
 import re
 import shlex
+from concurrent.futures import ThreadPoolExecutor
 
 import optuna
 import pytest
@@ -95,6 +96,26 @@ def test_a_worker_that_finishes_first_leaves_the_shared_study_run_running(cli, c
     assert done.returncode == 0, done.stderr
     (run,) = runs_of(client, "study")
     assert run.info.status == "FINISHED" and len(runs_of(client, "setting")) == 3
+
+
+def test_workers_started_together_share_one_study_run(cli, client, tmp_path):
+    sweep = (
+        "-m",
+        "hydra/sweeper=optuna",
+        f"hydra.sweeper.storage={tmp_path / 'journal.log'}",
+        "hydra.sweeper.study_name=together",
+        "hydra.sweeper.n_trials=2",
+        "solver.lam=tag(log, interval(1e-8, 1e-2))",
+        "solver=admm",
+        *TINY,
+    )
+    with ThreadPoolExecutor(3) as pool:  # three workers, launched at once as a script would
+        done = list(pool.map(lambda _: cli(*sweep), range(3)))
+    assert all(d.returncode == 0 for d in done), [d.stderr for d in done]
+    (run,) = runs_of(client, "study")
+    settings = runs_of(client, "setting")
+    assert len(settings) == 6
+    assert {s.data.tags["mlflow.parentRunId"] for s in settings} == {run.info.run_id}
 
 
 def test_a_continued_seeded_study_does_not_replay_its_trials(cli, tmp_path):

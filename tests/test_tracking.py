@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from admmlab.tracking import Store, TrackingError, setting_run
+from admmlab.tracking import Store, TrackingError, end_study, open_study, setting_run
 from admmlab.train import curve_stride
 
 
@@ -53,3 +53,20 @@ def test_summary_statistics_survive_huge_and_non_finite_values(store_uri, client
 def test_unwritable_store_is_refused_naming_it():
     with pytest.raises(TrackingError, match="/dev/null/x"):
         Store("t", "sqlite:////dev/null/x/mlflow.db")
+
+
+def test_a_study_run_still_running_is_joined_and_a_finished_one_only_when_continued(store_uri):
+    store = Store("studies", store_uri)
+    tags = {"admmlab.optuna_study": "s", "admmlab.optuna_storage": "default journal"}
+    first, joined = open_study(store, "s", {"sweep": "a"}, tags, continues=False)
+    assert not joined
+    # Another worker of the same study, started before the first asked any trial.
+    assert open_study(store, "s", {"sweep": "a"}, tags, continues=False) == (first, True)
+    end_study(store, first)
+    fresh, joined = open_study(store, "s", {"sweep": "b"}, tags, continues=False)
+    assert fresh != first and not joined
+    end_study(store, fresh)
+    assert open_study(store, "s", {"sweep": "b"}, tags, continues=True) == (fresh, True)
+    assert store.client.get_run(fresh).info.status == "RUNNING"
+    # A sweep without Optuna tags always opens its own run.
+    assert open_study(store, "s", {"sweep": "c"}, {}, continues=False)[0] not in (first, fresh)

@@ -199,18 +199,15 @@ class StudyCallback(Callback):
         tags = optuna_tags(config)
         record = OmegaConf.to_yaml(sweep_record(config))
         since = int(time.time() * 1000)
+        continues = continues_optuna_study(config)
         with interrupts.shielded():  # an interrupt waits until the run is known to abort_open_study
-            previous = tracking.latest_study(self.store, name, tags) if tags else None
-            if previous and continues_optuna_study(config):
-                self.run_id, verb = previous, "continues in"
-                _open_study = (self.store, previous)
-                tracking.reopen_study(self.store, previous)
-                self.store.log_text(previous, record, time.strftime("sweep-%Y%m%d-%H%M%S.yaml"))
-            else:
-                self.run_id = tracking.start_study(self.store, name, sweep_definition(config), tags)
-                verb = "in"
-                _open_study = (self.store, self.run_id)
-                self.store.log_text(self.run_id, record, "sweep.yaml")
+            self.run_id, joined = tracking.open_study(
+                self.store, name, sweep_definition(config), tags, continues=continues
+            )
+            _open_study = (self.store, self.run_id)
+            kept_as = time.strftime("sweep-%Y%m%d-%H%M%S.yaml") if joined else "sweep.yaml"
+            self.store.log_text(self.run_id, record, kept_as)
+        verb = "continues in" if joined else "in"
         os.environ.update(
             {
                 STUDY_ENV: self.run_id,

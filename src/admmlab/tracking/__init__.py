@@ -79,16 +79,19 @@ def check_store(uri: str) -> None:
 
 
 @contextmanager
-def _schema_lock(uri: str) -> Iterator[None]:
-    """Serialise the first use of a SQLite store across processes.
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise a store's find-then-create steps across the processes of one machine.
 
-    MLflow creates and migrates the schema on first use; two workers doing so
-    at once on a fresh file collide ("table … already exists").
+    MLflow creates and migrates a SQLite schema on first use, and two workers doing so
+    at once on a fresh file collide ("table … already exists"); two workers of one
+    sweep started together would each find no study run and open one. A store that
+    is not a SQLite file is locked through a file in the project's ``mlruns/``.
     """
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    lock_path = Path(uri.removeprefix("sqlite:///")).with_suffix(".lock")
+    if uri.startswith("sqlite:///"):
+        lock_path = Path(uri.removeprefix("sqlite:///")).with_suffix(".lock")
+    else:
+        lock_path = mlruns_dir() / "tracking.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -103,7 +106,7 @@ class Store:
     def __init__(self, experiment: str, uri: str | None = None):
         self.uri = uri or default_uri()
         check_store(self.uri)
-        with _schema_lock(self.uri), interrupts.shielded():  # not half-way through a migration
+        with _store_lock(self.uri), interrupts.shielded():  # not half-way through a migration
             self.client = MlflowClient(self.uri)
             self.experiment_id = self._experiment(experiment)
 
@@ -329,6 +332,33 @@ def latest_study(store: Store, name: str, tags: Mapping[str, str]) -> str | None
     return runs[0].info.run_id if runs else None
 
 
+def open_study(
+    store: Store,
+    name: str,
+    definition: Mapping[str, Any],
+    tags: Mapping[str, str],
+    *,
+    continues: bool,
+) -> tuple[str, bool]:
+    """The study run of a sweep, and whether it was one already there.
+
+    With ``tags`` (an Optuna study's), the newest run named ``name`` carrying them is
+    reopened when the sweep ``continues`` that study or when the run is still RUNNING
+    (another worker of the study opened it); otherwise a new run is opened. Find and
+    open happen under one lock, so workers started together on one machine share a run.
+    """
+    with _store_lock(store.uri):
+        previous = latest_study(store, name, tags) if tags else None
+        if previous and (continues or _status(store, previous) == "RUNNING"):
+            reopen_study(store, previous)
+            return previous, True
+        return start_study(store, name, definition, tags), False
+
+
+def _status(store: Store, run_id: str) -> str:
+    return _retry(store.client.get_run, run_id).info.status
+
+
 def reopen_study(store: Store, run_id: str) -> None:
     """Mark a study run RUNNING again, for a sweep that goes on with the same study."""
     _retry(store.client.update_run, run_id, status="RUNNING")
@@ -339,7 +369,7 @@ def reopen_study(store: Store, run_id: str) -> None:
 def abort_study(store: Store, run_id: str, status: str, reason: str) -> None:
     """End a study run that is still RUNNING with ``status`` and ``failure_reason``."""
     with interrupts.shielded():
-        if _retry(store.client.get_run, run_id).info.status != "RUNNING":
+        if _status(store, run_id) != "RUNNING":
             return
         store.set_tags(run_id, {"failure_reason": reason})
         store.end_run(run_id, status)
