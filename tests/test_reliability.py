@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from admmlab import interrupts
 from admmlab.config import ConfigError, validate
-from admmlab.tracking import SettingRun
+from admmlab.tracking import SettingRun, Store, setting_run
 from admmlab.train import run
 from conftest import runs_of
 
@@ -273,6 +273,87 @@ def test_an_interrupted_flush_logs_each_epoch_once_and_the_run_still_ends_killed
         run.log_epoch(2, {"train_mse": [0.5]})
     run.end("KILLED", "interrupted")
     assert [m.step for m in store.logged] == [1, 2] and store.ended == ["KILLED"]
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])
+def test_a_signal_while_the_runs_open_still_ends_every_run_opened_killed(
+    interrupt_handlers, store_uri, client, monkeypatch, nth
+):
+    store = Store("interrupted", store_uri)
+    create_run, created = store.client.create_run, []
+
+    def create_then_signal(*args, **kwargs):  # the signal arrives as the nth run is created
+        created.append(create_run(*args, **kwargs))
+        if len(created) == nth:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return created[-1]
+
+    monkeypatch.setattr(store.client, "create_run", create_then_signal)
+    with (
+        pytest.raises(KeyboardInterrupt),
+        setting_run(store, "s", params={"a": 1}, tags={}, seeds=[0, 1]),
+    ):
+        pytest.fail("the body ran although the signal came while the runs opened")
+    # the setting run and its two trials' runs: all opened, none left RUNNING
+    assert [r.info.status for r in runs_of(client)] == ["KILLED"] * 3
+
+
+def test_a_store_error_half_way_through_opening_fails_the_runs_already_opened(
+    store_uri, client, monkeypatch
+):
+    store = Store("half-open", store_uri)
+    create_run = store.client.create_run
+
+    def fail_third(*args, **kwargs):
+        if len(runs_of(client)) == 2:
+            raise RuntimeError("store went away")
+        return create_run(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "create_run", fail_third)
+    with (
+        pytest.raises(RuntimeError, match="went away"),
+        setting_run(store, "s", params={}, tags={}, seeds=[0, 1]),
+    ):
+        pytest.fail("the body ran although opening failed")
+    assert [r.info.status for r in runs_of(client)] == ["FAILED"] * 2
+    (setting,) = runs_of(client, "setting")
+    assert setting.data.tags["failure_reason"] == "RuntimeError: store went away"
+
+
+class _StoreSignalledAsRunsEnd(_InterruptedStore):
+    """Receives SIGTERM as it ends its first run; records what it is asked."""
+
+    def __init__(self):
+        super().__init__()
+        self.opened = []
+
+    def start_run(self, name, parent=None, tags=None):
+        self.opened.append(name)
+        return name
+
+    def log_params(self, run_id, params):
+        pass
+
+    def log_metrics(self, run_id, metrics):
+        self.logged.extend(metrics)
+
+    def end_run(self, run_id, status):
+        super().end_run(run_id, status)
+        if len(self.ended) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_as_a_finished_run_ends_makes_it_killed_with_each_epoch_logged_once(
+    interrupt_handlers,
+):
+    store = _StoreSignalledAsRunsEnd()
+    opening = setting_run(store, "s", params={}, tags={}, seeds=[0], stride=4)
+    with pytest.raises(KeyboardInterrupt), opening as run:
+        for epoch in (1, 2, 3):
+            run.log_epoch(epoch, {"train_mse": [1.0 / epoch]})
+    # epoch 3, skipped by the stride, is logged once although the run ended twice
+    assert [m.step for m in store.logged] == [1, 3]
+    assert store.ended == ["FINISHED", "KILLED"]
 
 
 def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_uri, client):

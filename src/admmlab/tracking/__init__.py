@@ -247,6 +247,7 @@ class SettingRun:
         with interrupts.shielded():
             if self._skipped is not None:
                 self._append(*self._skipped)
+                self._skipped = None  # ended again (KILLED by a signal that came as it ended): once
             self.flush()
             if reason:
                 self.store.set_tags(self.run_id, {"failure_reason": reason[:5000]})
@@ -274,30 +275,40 @@ def setting_run(
     raised for SIGTERM by the entry point) ends it KILLED. Both re-raise.
     """
     tags = {k: str(v) for k, v in tags.items()}
-    run_id = store.start_run(name, parent=parent, tags={**tags, KIND_TAG: "setting"})
-    trial_ids = []
-    if len(seeds) > 1:
-        for seed in seeds:
-            tid = store.start_run(
-                f"{name}/seed={seed}",
-                parent=run_id,
-                tags={**tags, KIND_TAG: "trial", "seed": str(seed)},
-            )
-            trial_ids.append(tid)
-    run = SettingRun(store, run_id, trial_ids, flush_every, stride)
+    opened: list[str] = []
+    run: SettingRun | None = None
     try:
-        store.log_params(run_id, params)
-        for seed, tid in zip(seeds, trial_ids, strict=False):
+        # A signal while the runs open is raised once every run opened is on record.
+        with interrupts.shielded():
+            opened.append(store.start_run(name, parent=parent, tags={**tags, KIND_TAG: "setting"}))
+            for seed in seeds if len(seeds) > 1 else ():
+                trial_tags = {**tags, KIND_TAG: "trial", "seed": str(seed)}
+                opened.append(
+                    store.start_run(f"{name}/seed={seed}", parent=opened[0], tags=trial_tags)
+                )
+            run = SettingRun(store, opened[0], opened[1:], flush_every, stride)
+        store.log_params(run.run_id, params)
+        for seed, tid in zip(seeds, run.trial_run_ids, strict=False):
             store.log_params(tid, {**params, "seed": seed})
         yield run
+        run.end("FINISHED")  # a signal while it ends makes it KILLED, as the sweep sees it
     except KeyboardInterrupt:
         interrupts.clear()
-        run.end("KILLED", "interrupted (SIGINT/SIGTERM)")
+        _end_opened(store, opened, run, "KILLED", "interrupted (SIGINT/SIGTERM)")
         raise
     except BaseException as err:
-        run.end("FAILED", f"{type(err).__name__}: {err}")
+        _end_opened(store, opened, run, "FAILED", f"{type(err).__name__}: {err}")
         raise
-    run.end("FINISHED")
+
+
+def _end_opened(
+    store: Store, opened: list[str], run: SettingRun | None, status: str, reason: str
+) -> None:
+    """End ``run``, or, when opening it failed half-way, the runs already opened."""
+    if run is None and opened:
+        run = SettingRun(store, opened[0], opened[1:], flush_every=1)
+    if run is not None:
+        run.end(status, reason)
 
 
 def artifact_dir() -> tempfile.TemporaryDirectory:
