@@ -1,9 +1,10 @@
 """Shared fixtures: composed configs, a throw-away MLflow store, a poisoned ADMM step."""
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import optuna
@@ -12,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
+from admmlab import interrupts
 from admmlab.paths import conf_dir
 from admmlab.solvers import admm
 
@@ -25,6 +27,17 @@ def make_cfg() -> Callable[..., DictConfig]:
             return compose(config_name="config", overrides=list(overrides))
 
     return _compose
+
+
+@pytest.fixture
+def interrupt_handlers() -> Iterator[None]:
+    """The entry point's SIGINT/SIGTERM handlers, restored afterwards."""
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    interrupts.install()
+    yield
+    interrupts.clear()
+    for signum, handler in old.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture

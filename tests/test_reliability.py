@@ -166,17 +166,6 @@ def test_sigterm_ends_the_run_killed_with_its_partial_history(tmp_path, store_ur
     assert len(steps) >= 10 and steps == list(range(1, len(steps) + 1))
 
 
-@pytest.fixture
-def interrupt_handlers():
-    """The entry point's SIGINT/SIGTERM handlers, restored afterwards."""
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    interrupts.install()
-    yield
-    interrupts.clear()
-    for signum, handler in old.items():
-        signal.signal(signum, handler)
-
-
 def test_a_signal_inside_a_shielded_block_is_raised_when_the_outer_block_ends(
     interrupt_handlers,
 ):

@@ -4,7 +4,14 @@ import math
 
 import pytest
 
-from admmlab.tracking import Store, TrackingError, end_study, open_study, setting_run
+from admmlab.tracking import (
+    Store,
+    TrackingError,
+    end_study,
+    open_study,
+    setting_run,
+    study_run,
+)
 from admmlab.train import curve_stride
 
 
@@ -70,3 +77,13 @@ def test_a_study_run_still_running_is_joined_and_a_finished_one_only_when_contin
     assert store.client.get_run(fresh).info.status == "RUNNING"
     # A sweep without Optuna tags always opens its own run.
     assert open_study(store, "s", {"sweep": "c"}, {}, continues=False)[0] not in (first, fresh)
+
+
+def test_a_study_run_that_an_error_stops_ends_failed_naming_it(store_uri, client):
+    store = Store("studies", store_uri)
+    with pytest.raises(ValueError), study_run(store, "s", {"width": 3}) as run_id:
+        raise ValueError("no such depth")
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == "ValueError: no such depth"
+    assert run.data.params == {"width": "3"}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from hydra import compose, initialize_config_dir
 
-from admmlab import tracking
+from admmlab import interrupts, tracking
 from admmlab.paths import conf_dir, mlruns_dir
 from admmlab.report.build import write_report
 from admmlab.sweeping import STUDY_NAME_ENV, best_setting
@@ -136,10 +136,17 @@ def run_setting(setting: Setting, study_id: str) -> str:
 
 
 def run_study(store: tracking.Store) -> str:
-    """Run every setting under one study run; returns the study run's id."""
-    study_id = tracking.start_study(store, STUDY, definition())
+    """Run every setting under one study run; returns the study run's id.
+
+    Ctrl-C or SIGTERM ends the setting in progress and the study run KILLED; the
+    settings that finished stay as they are.
+    """
     todo = settings()
-    with study_env(STUDY), initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+    with (
+        tracking.study_run(store, STUDY, definition()) as study_id,
+        study_env(STUDY),
+        initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"),
+    ):
         for i, setting in enumerate(todo, start=1):
             start = time.perf_counter()
             result = run_setting(setting, study_id)
@@ -151,12 +158,13 @@ def run_study(store: tracking.Store) -> str:
                 f"init {setting.init:7s}{knobs} {result} ({time.perf_counter() - start:.1f} s)",
                 flush=True,
             )
-    best = best_setting(tracking.study_settings(store, study_id))
-    tracking.end_study(store, study_id, best=best)
+        best = best_setting(tracking.study_settings(store, study_id))
+        tracking.end_study(store, study_id, best=best)
     return study_id
 
 
 def main() -> None:
+    interrupts.install()  # a signal is raised between store writes, not inside one
     uri = tracking.default_uri()
     start = time.perf_counter()
     print(
@@ -168,7 +176,13 @@ def main() -> None:
     except tracking.TrackingError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    study_id = run_study(store)
+    try:
+        study_id = run_study(store)
+    except KeyboardInterrupt:
+        sys.exit(
+            "[demo] interrupted: the study run and the setting in progress are KILLED, "
+            "the settings that finished are kept"
+        )
     folder = write_report(study_id, uri=uri)
     print(f"[demo] done in {time.perf_counter() - start:.0f} s")
     print(

@@ -328,6 +328,26 @@ def start_study(
     return run_id
 
 
+@contextmanager
+def study_run(store: Store, name: str, definition: Mapping[str, Any]) -> Iterator[str]:
+    """A new study run for the body, which ends it (:func:`end_study`); a signal ends
+    it KILLED and an exception FAILED, with ``failure_reason``. Both re-raise."""
+    run_id = None
+    try:
+        with interrupts.shielded():  # a signal while it opens waits until it can be closed
+            run_id = start_study(store, name, definition)
+        yield run_id
+    except KeyboardInterrupt:
+        interrupts.clear()
+        if run_id:
+            abort_study(store, run_id, "KILLED", "interrupted (SIGINT/SIGTERM)")
+        raise
+    except BaseException as err:
+        if run_id:
+            abort_study(store, run_id, "FAILED", f"{type(err).__name__}: {err}")
+        raise
+
+
 def latest_study(store: Store, name: str, tags: Mapping[str, str]) -> str | None:
     """The newest study run named ``name`` and carrying ``tags`` in the store's
     experiment, if any."""
