@@ -40,7 +40,7 @@ from admmlab.sweeping import (
     is_multirun,
     job_overrides,
 )
-from admmlab.tracking import Store, TrackingError, artifact_dir, setting_run
+from admmlab.tracking import INTERRUPTED, Store, TrackingError, artifact_dir, setting_run
 
 USER_ERRORS = (ConfigError, DataError, TrackingError)
 
@@ -357,7 +357,7 @@ def main() -> None:
         interrupts.check()  # one that arrived as the last job ended
     except KeyboardInterrupt:
         interrupts.clear()
-        abort_open_study("KILLED", "interrupted (SIGINT/SIGTERM)")
+        abort_open_study("KILLED", INTERRUPTED)
         sys.exit("error: interrupted; a run in progress was recorded as KILLED")
     except SystemExit as stop:  # Hydra reports a sweep's error by exiting
         if stop.code not in (None, 0):

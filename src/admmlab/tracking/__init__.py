@@ -257,6 +257,24 @@ class SettingRun:
             self.store.end_run(self.run_id, status)
 
 
+INTERRUPTED = "interrupted (SIGINT/SIGTERM)"
+
+
+@contextmanager
+def _ended_on_error(end: Callable[[str, str], None]) -> Iterator[None]:
+    """Call ``end(status, reason)`` when the block is left by a signal (KILLED) or an
+    exception (FAILED, naming it); either is re-raised."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupts.clear()
+        end("KILLED", INTERRUPTED)
+        raise
+    except BaseException as err:
+        end("FAILED", f"{type(err).__name__}: {err}")
+        raise
+
+
 @contextmanager
 def setting_run(
     store: Store,
@@ -277,7 +295,13 @@ def setting_run(
     tags = {k: str(v) for k, v in tags.items()}
     opened: list[str] = []
     run: SettingRun | None = None
-    try:
+
+    def end(status: str, reason: str) -> None:
+        """End ``run``, or, when opening it failed half-way, the runs already opened."""
+        if opened:
+            (run or SettingRun(store, opened[0], opened[1:], flush_every=1)).end(status, reason)
+
+    with _ended_on_error(end):
         # A signal while the runs open is raised once every run opened is on record.
         with interrupts.shielded():
             opened.append(store.start_run(name, parent=parent, tags={**tags, KIND_TAG: "setting"}))
@@ -292,23 +316,6 @@ def setting_run(
             store.log_params(tid, {**params, "seed": seed})
         yield run
         run.end("FINISHED")  # a signal while it ends makes it KILLED, as the sweep sees it
-    except KeyboardInterrupt:
-        interrupts.clear()
-        _end_opened(store, opened, run, "KILLED", "interrupted (SIGINT/SIGTERM)")
-        raise
-    except BaseException as err:
-        _end_opened(store, opened, run, "FAILED", f"{type(err).__name__}: {err}")
-        raise
-
-
-def _end_opened(
-    store: Store, opened: list[str], run: SettingRun | None, status: str, reason: str
-) -> None:
-    """End ``run``, or, when opening it failed half-way, the runs already opened."""
-    if run is None and opened:
-        run = SettingRun(store, opened[0], opened[1:], flush_every=1)
-    if run is not None:
-        run.end(status, reason)
 
 
 def artifact_dir() -> tempfile.TemporaryDirectory:
@@ -333,19 +340,15 @@ def study_run(store: Store, name: str, definition: Mapping[str, Any]) -> Iterato
     """A new study run for the body, which ends it (:func:`end_study`); a signal ends
     it KILLED and an exception FAILED, with ``failure_reason``. Both re-raise."""
     run_id = None
-    try:
+
+    def end(status: str, reason: str) -> None:
+        if run_id:
+            abort_study(store, run_id, status, reason)
+
+    with _ended_on_error(end):
         with interrupts.shielded():  # a signal while it opens waits until it can be closed
             run_id = start_study(store, name, definition)
         yield run_id
-    except KeyboardInterrupt:
-        interrupts.clear()
-        if run_id:
-            abort_study(store, run_id, "KILLED", "interrupted (SIGINT/SIGTERM)")
-        raise
-    except BaseException as err:
-        if run_id:
-            abort_study(store, run_id, "FAILED", f"{type(err).__name__}: {err}")
-        raise
 
 
 def latest_study(store: Store, name: str, tags: Mapping[str, str]) -> str | None:
