@@ -134,6 +134,9 @@ def test_a_diverging_trial_fails_alone_and_the_setting_keeps_the_others(cli, cli
     kept, stopped = trials["0"], trials["1"]
     assert kept.info.status == "FINISHED" and math.isfinite(kept.data.metrics["best_train_mse"])
     assert setting.data.metrics["best_train_mse"] == kept.data.metrics["best_train_mse"]
+    # the command line shows the mean over the finished trial, as the setting run has it
+    assert f"best_train_mse={kept.data.metrics['best_train_mse']:.4e}" in done.stdout
+    assert "a sweeper counts the setting failed" in done.stderr
     assert stopped.info.status == "FAILED"
     reason = stopped.data.tags["failure_reason"]
     assert reason == "NonFiniteError: train_mse became non-finite at epoch 3"

@@ -132,7 +132,10 @@ def run_setting(setting: Setting, study_id: str) -> str:
         outcome = run(cfg, parent=study_id)
     except Exception as err:
         return f"FAILED ({type(err).__name__}: {err})"
-    return f"{outcome.objective_name} {outcome.objective:.2e}"
+    result = f"{outcome.objective_name} {outcome.finished_mean(outcome.objective_name):.2e}"
+    if outcome.diverged:
+        result += f" ({len(outcome.diverged)} of {TRIALS} trials diverged)"
+    return result
 
 
 def run_study(store: tracking.Store) -> str:

@@ -64,6 +64,12 @@ class Outcome:
     def objective_name(self) -> str:
         return next(iter(self.objectives))
 
+    def finished_mean(self, name: str) -> float:
+        """Mean of ``name`` over the trials that finished, as the setting run records it
+        (NaN if none did); a diverged trial's values are NaN."""
+        values = [v for v in self.summary[summary_key(name, self.summary)] if not math.isnan(v)]
+        return sum(values) / len(values) if values else math.nan
+
     def sweeper_value(self) -> float | list[float]:
         """One float, or one per objective when ``objective`` is a list."""
         values = list(self.objectives.values())
@@ -145,9 +151,14 @@ def summarise(result: FitResult) -> dict[str, list[float]]:
     return summary
 
 
+def summary_key(name: str, summary: dict[str, list[float]]) -> str:
+    """The summary entry of objective ``name`` (finals are stored as ``final_<metric>``)."""
+    return name if name in summary else f"final_{name}"
+
+
 def objective_value(name: str, summary: dict[str, list[float]]) -> float:
-    """Mean over trials of the objective (finals are stored as ``final_<metric>``)."""
-    values = summary[name if name in summary else f"final_{name}"]
+    """Mean over trials of the objective."""
+    values = summary[summary_key(name, summary)]
     return sum(values) / len(values)
 
 
@@ -284,21 +295,22 @@ def _log_partial_artifacts(store, run_id, container, partial: FitResult, seeds) 
 
 
 def _print_summary(cfg: DictConfig, outcome: Outcome, seconds: float) -> None:
+    """One line of means over the finished trials, and one warning if some diverged."""
     shown = {"best_train_mse", "final_test_mse", "final_test_acc"} - {outcome.objective_name}
-    finals = {k: v for k, v in outcome.summary.items() if k in shown}
-    parts = [f"{k}={sum(v) / len(v):.3e}" for k, v in finals.items()]
+    parts = [f"{k}={outcome.finished_mean(k):.3e}" for k in outcome.summary if k in shown]
     where = f" run={outcome.run_id}" if outcome.run_id else ""
     print(
         f"[admmlab] solver={cfg.solver.name} activation={cfg.activation.name} "
         f"depth={cfg.model.depth} width={cfg.model.width} trials={cfg.trials}: "
-        f"{outcome.objective_name}={outcome.objective:.4e} {' '.join(parts)} "
-        f"({seconds:.1f}s){where}"
+        f"{outcome.objective_name}={outcome.finished_mean(outcome.objective_name):.4e} "
+        f"{' '.join(parts)} ({seconds:.1f}s){where}"
     )
     if outcome.diverged:
         stops = "; ".join(f"seed {seed}: {why}" for seed, why in outcome.diverged.items())
         print(
             f"warning: {len(outcome.diverged)} of {cfg.trials} trials diverged and stopped "
-            f"early, the others finished ({stops})",
+            f"early, the others finished ({stops}); the means above are over the finished "
+            "trials, and a sweeper counts the setting failed",
             file=sys.stderr,
         )
 
