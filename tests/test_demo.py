@@ -81,3 +81,17 @@ def test_an_interrupted_demo_ends_its_study_killed_and_keeps_the_finished_settin
     steps = [m.step for m in client.get_metric_history(trial.info.run_id, "train_mse")]
     assert sorted(steps) == [1, 2]
     assert not (tmp_path / "reports" / "demo").exists()
+
+
+def test_a_demo_interrupted_while_reporting_keeps_its_finished_study_and_says_how_to_redo(
+    shrunk_demo, client, monkeypatch
+):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "write_report", interrupted)
+    with pytest.raises(SystemExit, match="admmlab-report") as stop:
+        demo.main()
+    (study,) = runs_of(client, "study")
+    assert study.info.status == "FINISHED"
+    assert str(stop.value).endswith(f"admmlab-report {study.info.run_id} redoes it")

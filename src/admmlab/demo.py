@@ -186,7 +186,12 @@ def main() -> None:
             "[demo] interrupted: the study run and the setting in progress are KILLED, "
             "the settings that finished are kept"
         )
-    folder = write_report(study_id, uri=uri)
+    try:
+        folder = write_report(study_id, uri=uri)
+    except KeyboardInterrupt:
+        sys.exit(
+            f"[demo] interrupted while writing the report: admmlab-report {study_id} redoes it"
+        )
     print(f"[demo] done in {time.perf_counter() - start:.0f} s")
     print(
         f"[demo] report: {folder / 'index.md'} (also on the study run in MLflow, "
