@@ -196,6 +196,11 @@ def evaluate(
 Quantity = tuple[str, Tensor, str]  # name, value with a leading K, hint
 
 
+def finite_per_trial(t: Tensor) -> Tensor:
+    """One flag per trial (leading dim K): every entry of that trial finite."""
+    return torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
+
+
 class TrialStops:
     """Each trial of a batched run stops at its own first non-finite iterate.
 
@@ -261,7 +266,7 @@ def _first_non_finite(
     quantity (a trial that none shows bad gets the last one's, whose check found it)."""
     first: dict[int, tuple[str, str]] = {}
     for name, value, hint in quantities:
-        ok = torch.isfinite(value).reshape(value.shape[0], -1).all(dim=1).tolist()
+        ok = finite_per_trial(value).tolist()
         first.update({k: (name, hint) for k in trials if not ok[k] and k not in first})
     last, _, last_hint = quantities[-1]
     return first | {k: (last, last_hint) for k in trials if k not in first}

@@ -22,6 +22,7 @@ from admmlab.solvers.base import (
     TrialStops,
     as_problem,
     evaluate,
+    finite_per_trial,
     trial_layout,
 )
 
@@ -212,5 +213,4 @@ def fit(
 
 def _finite_trials(quantities: list[Quantity]) -> Tensor:
     """One flag per trial: every quantity finite."""
-    flags = [torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1) for _, t, _ in quantities]
-    return torch.stack(flags).all(dim=0)
+    return torch.stack([finite_per_trial(t) for _, t, _ in quantities]).all(dim=0)
