@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = (
     "admm_iteration.py",
-    "sgd_step.py",
+    "sgd_epoch.py",
     "batched_trials.py",
     "tracking_overhead.py",
     "memory.py",

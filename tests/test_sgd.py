@@ -133,3 +133,47 @@ def test_batch_size_larger_than_training_set():
     d, w = setup()
     with pytest.raises(ValueError, match="batch_size"):
         sgd.fit(d.x_train, d.y_train, w, lr=0.1, epochs=1, batch_size=500)
+
+
+def _max_relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("method", ["sgd", "sgdm", "adam"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_fast_step_equals_the_autograd_reference_over_epochs(activation, method, batched):
+    seeds = [0, 1, 2] if batched else [0]
+    draws = [setup(s, dims=(1, 12, 9, 7, 1)) for s in seeds]
+    x, y = torch.stack([d.x_train for d, _ in draws]), torch.stack([d.y_train for d, _ in draws])
+    ws = [torch.stack(layer) for layer in zip(*(w for _, w in draws), strict=True)]
+    if not batched:
+        x, y, ws = x[0], y[0], [w[0] for w in ws]
+    kw = dict(
+        method=method, lr=1e-3 if method == "adam" else 0.02, epochs=6, batch_size=20,
+        activation=activation, lam=1e-4, momentum=0.5, lr_gamma=0.8, lr_every=2,
+        seeds=seeds, X_test=x, Y_test=y,
+    )  # fmt: skip
+    fast = sgd.fit(x, y, ws, impl="fast", **kw)
+    reference = sgd.fit(x, y, ws, impl="reference", **kw)
+    for f, r in zip(fast.weights, reference.weights, strict=True):
+        assert f.shape == r.shape
+        assert _max_relative(f, r) < 1e-12
+    assert set(fast.history) == set(reference.history)
+    for name, curve in reference.history.items():
+        if name != "epoch_time_s":
+            assert _max_relative(fast.history[name], curve) < 1e-12, name
+    assert reference.history["train_mse"][-1].max() < reference.history["train_mse"][0].max()
+
+
+def test_fast_step_leaves_the_callers_weights_alone():
+    d, w = setup(dims=(1, 6, 1))
+    before = [t.clone() for t in w]
+    sgd.fit(d.x_train, d.y_train, w, method="sgd", lr=0.1, epochs=2, activation="relu")
+    assert all(torch.equal(a, b) for a, b in zip(w, before, strict=True))
+
+
+def test_an_unknown_step_implementation_is_refused_in_one_line():
+    d, w = setup(dims=(1, 4, 1))
+    with pytest.raises(ValueError, match=r"unknown SGD step implementation 'fused'.*fast"):
+        sgd.fit(d.x_train, d.y_train, w, lr=0.1, epochs=1, impl="fused")

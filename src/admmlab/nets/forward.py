@@ -16,9 +16,10 @@ def with_ones(v: Tensor) -> Tensor:
 def affine(w: Tensor, v: Tensor) -> Tensor:
     """``ṽ W_iᵀ`` for row samples, without materialising ``ṽ``.
 
-    The bias is the product's initial value (one kernel, one pass over the output).
+    The bias is the product's initial value (one kernel, one pass over the output);
+    it is made contiguous first, as broadcasting a strided column over N rows is slow.
     """
-    w_bar_t, bias = w[..., :-1].mT, w[..., -1].unsqueeze(-2)
+    w_bar_t, bias = w[..., :-1].mT, w[..., -1].unsqueeze(-2).contiguous()
     if v.dim() == 2 and w.dim() == 2:
         return torch.addmm(bias, v, w_bar_t)
     batch = max(v.shape[0] if v.dim() == 3 else 1, w.shape[0] if w.dim() == 3 else 1)

@@ -49,5 +49,6 @@ def run_solver(
         betas=settings.betas,
         eps=settings.eps,
         seeds=seeds,
+        impl=settings.impl,
         **common,
     )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from admmlab.nets import Activation, affine, forward, get_activation
+from admmlab.nets import Activation, get_activation
 from admmlab.seeding import generator
 from admmlab.solvers.base import (
     Callback,
@@ -25,6 +25,9 @@ from admmlab.solvers.base import (
     finite_per_trial,
     trial_layout,
 )
+from admmlab.solvers.sgd_steps import IMPLS, make_step, penalty, square_loss
+
+__all__ = ["IMPLS", "METHODS", "fit", "make_optimizer", "penalty", "square_loss"]
 
 Tensor = torch.Tensor
 METHODS = ("sgd", "sgdm", "adam")
@@ -58,50 +61,6 @@ def batch_orders(seeds: Sequence[int], n: int, epochs: int, device) -> Tensor:
         g = generator(int(seed), "batches")
         orders.append(torch.stack([torch.randperm(n, generator=g) for _ in range(epochs)]))
     return torch.stack(orders, dim=1).to(device)
-
-
-def penalty(weights: list[Tensor], lam: float) -> Tensor:
-    """``λ/2 Σ‖W_i‖²`` summed over trials."""
-    return 0.5 * lam * sum(w.square().sum() for w in weights)
-
-
-def gradients(
-    params: list[Tensor], x: Tensor, y: Tensor, act: Activation, lam: float
-) -> list[Tensor]:
-    """Gradients of ``Σ_k ‖f_k(x) − y‖² / b + λ/2 Σ‖W_i‖²`` (``b`` rows per trial).
-
-    Back-propagation by hand: a few batched products per layer instead of
-    autograd's graph of views, whose bookkeeping dominated a small net's step.
-    Each operation is the one autograd performs (``Activation.times_deriv``
-    included), so the numbers are :func:`autograd_gradients`'s bit for bit.
-    """
-    outputs = [x]
-    for w in params[:-1]:
-        outputs.append(act.fn_(affine(w, outputs[-1])))
-    grad = (affine(params[-1], outputs[-1]) - y).mul_(2).mul_(1 / x.shape[-2])
-    grads = []
-    for i in range(len(params) - 1, -1, -1):
-        w, v = params[i], outputs[i]
-        g = torch.empty_like(w)
-        g[..., :-1] = (v.mT @ grad).mT
-        g[..., -1] = grad.sum(dim=-2)
-        if lam:
-            g.add_(w * lam)  # not add_(alpha=): a fused multiply-add would round differently
-        grads.append(g)
-        if i:
-            grad = act.times_deriv(grad @ w[..., :-1], v)
-    return grads[::-1]
-
-
-def autograd_gradients(
-    params: list[Tensor], x: Tensor, y: Tensor, act: Activation, lam: float
-) -> list[Tensor]:
-    """:func:`gradients` through autograd: the reference the tests hold it against."""
-    leaves = [p.detach().requires_grad_(True) for p in params]
-    loss = (forward(leaves, x, act) - y).square().sum() / x.shape[-2]
-    if lam:
-        loss = loss + penalty(leaves, lam)
-    return list(torch.autograd.grad(loss, leaves))
 
 
 def _batched(X: Tensor, Y: Tensor, weights: list[Tensor]):
@@ -141,6 +100,7 @@ def fit(
     Y_val: Tensor | None = None,
     classification: bool = False,
     callback: Callback | None = None,
+    impl: str = "fast",
 ) -> FitResult:
     """Mini-batch training of the square loss ``mean ‖f(x) − y‖² + λ/2 Σ‖W‖²``.
 
@@ -148,6 +108,8 @@ def fit(
     Shapes as in :func:`admmlab.solvers.admm.fit`; ``seeds`` (one per trial)
     fix the mini-batch order. History: ``train_mse``, ``test_mse``,
     ``grad_norm/layer_i`` (RMS over the epoch's steps), ``lr`` and ``epoch_time_s``.
+    ``impl`` picks the step: ``"fast"`` (the default) or ``"reference"``, the readable
+    autograd one it is tested against (:mod:`admmlab.solvers.sgd_steps`).
     A trial whose loss or weights go non-finite stops at the end of that epoch, as in
     ADMM (:class:`TrialStops`); the error raised when none is left also has the bad
     epoch's metrics in its ``partial`` history.
@@ -160,8 +122,8 @@ def fit(
     k, n = X.shape[0], X.shape[1]
     if not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must be in 1..{n} (the training set), got {batch_size}")
-    params = [w.detach().clone() for w in ws]
-    opt = make_optimizer(method, params, lr=lr, momentum=momentum, betas=betas, eps=eps)
+    step = make_step(impl, ws, act, lam)
+    opt = make_optimizer(method, step.params, lr=lr, momentum=momentum, betas=betas, eps=eps)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_every, gamma=lr_gamma)
     orders = batch_orders(seeds if seeds is not None else range(k), n, epochs, X.device)
     sets = {"train": (X, Y)} | {
@@ -169,7 +131,7 @@ def fit(
     }
     recorder = HistoryRecorder(callback)
     stops = TrialStops(k, batched, X.device)
-    last_good = [p.detach().clone() for p in params]  # as of the previous epoch's end
+    last_good = step.weights()  # as of the previous epoch's end
 
     def result(weights: list[Tensor]) -> FitResult:
         final = stops.final(weights)
@@ -177,8 +139,9 @@ def fit(
         return FitResult(final, recorder.history(batched), dict(stops.reasons))
 
     steps = n // batch_size  # a ragged last batch is dropped, as in the paper's setup
-    # Σ_steps g², element-wise (one op a step), reduced per trial at the epoch's end.
-    grad_sq = [torch.empty_like(p) for p in params]
+    # Σ_steps g², element-wise (one op a step), summed per layer and trial at the epoch's end:
+    # grad_norm/layer_i is the RMS over the epoch's steps of layer i's gradient norm.
+    grad_sq = [torch.empty_like(p) for p in step.params]
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         torch._foreach_zero_(grad_sq)
@@ -187,19 +150,18 @@ def fit(
         x_epoch = torch.take_along_dim(X, order, dim=1).split(batch_size, dim=1)
         y_epoch = torch.take_along_dim(Y, order, dim=1).split(batch_size, dim=1)
         for xb, yb in zip(x_epoch, y_epoch, strict=True):
-            grads = gradients(params, xb, yb, act, lam)
-            for p, g in zip(params, grads, strict=True):
-                p.grad = g
+            grads = step.gradients(xb, yb)
             torch._foreach_addcmul_(grad_sq, grads, grads)
             opt.step()
-        metrics = evaluate(params, act, sets, classification=classification)
+        weights = step.weights()
+        metrics = evaluate(weights, act, sets, classification=classification)
         metrics["lr"] = torch.full((k,), opt.param_groups[0]["lr"], device=X.device)
         sched.step()
-        for i, acc in enumerate(grad_sq, start=1):
-            metrics[f"grad_norm/layer_{i}"] = (acc.sum(dim=(-2, -1)) / steps).sqrt()
+        for i, sq in enumerate(step.layer_sums(grad_sq), start=1):
+            metrics[f"grad_norm/layer_{i}"] = (sq / steps).sqrt()
         metrics["epoch_time_s"] = torch.full((k,), time.perf_counter() - start, device=X.device)
         quantities = [("train_mse", metrics["train_mse"], "")]
-        quantities += [(f"W_{i}", p.detach(), "") for i, p in enumerate(params, start=1)]
+        quantities += [(f"W_{i}", w, "") for i, w in enumerate(weights, start=1)]
         try:
             stops.check(epoch, _finite_trials(quantities), quantities, last_good)
         except NonFiniteError as err:
@@ -207,8 +169,8 @@ def fit(
             err.partial = result(last_good)
             raise
         recorder.record(epoch, stops.mask(metrics))
-        torch._foreach_copy_(last_good, [p.detach() for p in params])
-    return result([p.detach() for p in params])
+        last_good = weights
+    return result(last_good)
 
 
 def _finite_trials(quantities: list[Quantity]) -> Tensor:

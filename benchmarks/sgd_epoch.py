@@ -1,0 +1,226 @@
+"""An SGD-type epoch at the paper's structures, against its products and plain PyTorch.
+
+    python benchmarks/sgd_epoch.py [--quick] [--device cuda]
+
+For each of the paper's deep ReLU structures (square (18, 100) and (15, 80),
+product gate (20, 300), smooth radial (12, 400)), K = 20 and K = 1 trials,
+float64 and float32, N = 1000 training and 1000 test points, batch 50, SGD:
+
+* ``fast``: seconds per epoch of ``sgd.fit`` (the default fast step), the
+  median over the epochs after the first (each epoch includes its evaluation);
+* ``plain``: the same epoch written the obvious way in this file: contiguous
+  weights and biases as autograd leaves, ``loss.backward()``, ``torch.optim.SGD``;
+* ``products``: the epoch's matrix products alone (forward, both backward
+  products, and the evaluation's forward on the training and test sets), run
+  in the epoch's order on distinct operands, as the epoch reads them;
+* ``warm products``: each product shape timed by itself on the same operands
+  over and over (operands warm in cache), summed over the epoch's calls: a
+  bound no epoch whose working set exceeds the cache can reach.
+
+Printed as ratios: ``products / fast`` (the share of the product limit the
+epoch reaches) and ``fast / plain``. ``--quick`` measures square (18, 100) only,
+for two epochs.
+"""
+
+import argparse
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from admmlab.solvers import sgd
+from benchkit import header, summary, sync, table
+
+STRUCTURES = {  # name → (task input dimension, depth, width)
+    "square (18, 100)": (1, 18, 100),
+    "square (15, 80)": (1, 15, 80),
+    "product gate (20, 300)": (2, 20, 300),
+    "smooth radial (12, 400)": (2, 12, 400),
+}
+N, BATCH, LR = 1000, 50, 1e-3
+
+
+@dataclass
+class Row:
+    structure: str
+    trials: int
+    dtype: str
+    fast_s: float
+    plain_s: float
+    products_s: float
+    warm_products_s: float
+
+    @property
+    def limit_share(self) -> float:
+        return self.products_s / self.fast_s
+
+    @property
+    def over_plain(self) -> float:
+        return self.fast_s / self.plain_s
+
+
+def problem(k: int, d: int, depth: int, width: int, dtype: torch.dtype, device: str):
+    """Random inputs and MSRA-like weights with a leading K (the values do not matter)."""
+    g = torch.Generator().manual_seed(0)
+    dims = [d] + [width] * depth + [1]
+    weights = [
+        (torch.randn(k, dims[i + 1], dims[i] + 1, generator=g) * (2 / (dims[i] + 1)) ** 0.5)
+        for i in range(depth + 1)
+    ]
+    x = torch.rand(k, N, d, generator=g) * 2 - 1
+    y = x.square().sum(dim=-1, keepdim=True)
+    as_ = {"dtype": dtype, "device": device}
+    return x.to(**as_), y.to(**as_), [w.to(**as_) for w in weights]
+
+
+def fast_epoch(x, y, weights, epochs: int) -> float:
+    seeds = list(range(x.shape[0]))
+    fit = sgd.fit(x, y, weights, method="sgd", lr=LR, epochs=epochs, batch_size=BATCH,
+                  activation="relu", seeds=seeds, X_test=x, Y_test=y)  # fmt: skip
+    return statistics.median(fit.history["epoch_time_s"][1:, 0].tolist())
+
+
+def plain_epoch(x, y, weights, epochs: int) -> float:
+    """The obvious PyTorch loop: leaves, autograd, torch.optim, evaluation each epoch."""
+    wts = [w[..., :-1].mT.contiguous().requires_grad_(True) for w in weights]
+    bs = [w[..., -1:].mT.contiguous().requires_grad_(True) for w in weights]
+    opt = torch.optim.SGD([*wts, *bs], lr=LR)
+
+    def net(v):
+        for wt, b in zip(wts[:-1], bs[:-1], strict=True):
+            v = torch.relu(torch.baddbmm(b, v, wt))
+        return torch.baddbmm(bs[-1], v, wts[-1])
+
+    times = []
+    for _ in range(epochs):
+        sync(x.device)
+        start = time.perf_counter()
+        order = torch.randperm(N, device=x.device)
+        for i in range(0, N, BATCH):
+            idx = order[i : i + BATCH]
+            loss = (net(x[:, idx]) - y[:, idx]).square().sum() / BATCH
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            for _ in ("train", "test"):
+                (net(x) - y).square().sum(dim=(-2, -1))
+        sync(x.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def product_seconds(a_shape, b_shape, dtype, device, transpose_a=False, transpose_b=False):
+    """Median seconds of one batched product, its operands laid out as the step has them."""
+    a = torch.rand(*a_shape, dtype=dtype, device=device)
+    b = torch.rand(*b_shape, dtype=dtype, device=device)
+    a = a.mT.contiguous().mT if transpose_a else a
+    b = b.mT.contiguous().mT if transpose_b else b
+    repeats, times = 20, []
+    torch.bmm(a, b)
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        torch.bmm(a, b)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def epoch_products(k: int, d: int, depth: int, width: int, dtype, device) -> float:
+    """Seconds the products of one epoch take, each shape timed alone on warm operands."""
+    dims = [d] + [width] * depth + [1]
+    steps = N // BATCH
+    total = 0.0
+    for i in range(depth + 1):
+        n_in, n_out = dims[i], dims[i + 1]
+        forward = product_seconds((k, BATCH, n_in), (k, n_in, n_out), dtype, device)
+        # dW = vᵀ δ: v read transposed; dv = δ Wᵀ: the weight read transposed.
+        grad_w = product_seconds((k, n_in, BATCH), (k, BATCH, n_out), dtype, device, True)
+        grad_v = product_seconds((k, BATCH, n_out), (k, n_out, n_in), dtype, device, False, True)
+        evaluation = product_seconds((k, N, n_in), (k, n_in, n_out), dtype, device)
+        total += steps * (forward + grad_w + (grad_v if i else 0.0)) + 2 * evaluation
+    return total
+
+
+def products_only_epoch(k: int, d: int, depth: int, width: int, dtype, device) -> float:
+    """Seconds of the epoch's products alone, in the epoch's order on distinct operands.
+
+    The step's working set (every layer's weights, gradients and activations) is far
+    larger than a cache at K = 20, so this, not a shape timed on warm operands, is
+    the limit an epoch can reach: the same products with nothing else around them.
+    """
+    dims = [d] + [width] * depth + [1]
+    as_ = {"dtype": dtype, "device": device}
+    wts = [torch.rand(k, dims[i], dims[i + 1], **as_) for i in range(depth + 1)]
+    grads = [torch.empty_like(w) for w in wts]
+    acts = [torch.rand(k, BATCH, n, **as_) for n in dims]
+    deltas = [torch.rand(k, BATCH, n, **as_) for n in dims]
+    evals = [torch.rand(k, N, n, **as_) for n in dims]
+
+    def epoch() -> None:
+        for _ in range(N // BATCH):
+            for i in range(depth + 1):
+                torch.bmm(acts[i], wts[i], out=acts[i + 1])
+            for i in range(depth, -1, -1):
+                torch.bmm(acts[i].mT, deltas[i + 1], out=grads[i])
+                if i:
+                    torch.bmm(deltas[i + 1], wts[i].mT, out=deltas[i])
+        for _ in ("train", "test"):
+            for i in range(depth + 1):
+                torch.bmm(evals[i], wts[i], out=evals[i + 1])
+
+    times = []
+    for _ in range(4):
+        sync(device)
+        start = time.perf_counter()
+        epoch()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:])
+
+
+def measure(name: str, k: int, dtype: torch.dtype, device: str, epochs: int) -> Row:
+    d, depth, width = STRUCTURES[name]
+    x, y, weights = problem(k, d, depth, width, dtype, device)
+    fast = min(fast_epoch(x, y, weights, epochs) for _ in range(2))
+    plain = min(plain_epoch(x, y, weights, epochs) for _ in range(2))
+    products = products_only_epoch(k, d, depth, width, dtype, device)
+    warm = epoch_products(k, d, depth, width, dtype, device)
+    return Row(name, k, str(dtype).removeprefix("torch."), fast, plain, products, warm)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="square (18, 100) only, 2 epochs")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = parser.parse_args()
+    header(f"SGD-type epoch at the paper's structures (N = {N}, batch {BATCH}, {args.device})")
+    names = ["square (18, 100)"] if args.quick else list(STRUCTURES)
+    epochs = 3 if args.quick else 4
+    rows = [
+        measure(name, k, dtype, args.device, epochs)
+        for name in names
+        for k in (20, 1)
+        for dtype in (torch.float64, torch.float32)
+    ]
+    table(
+        "Seconds per epoch; products/fast = share of the product limit, fast/plain = time ratio",
+        ["structure", "K", "dtype", "fast s", "plain s", "products s", "warm products s",
+         "products/fast", "warm/fast", "fast/plain"],
+        [(r.structure, r.trials, r.dtype, r.fast_s, r.plain_s, r.products_s, r.warm_products_s,
+          r.limit_share, r.warm_products_s / r.fast_s, r.over_plain) for r in rows],
+    )  # fmt: skip
+    head = {(r.trials, r.dtype): r for r in rows if r.structure == "square (18, 100)"}
+    summary(
+        "sgd_epoch",
+        limit_share_f64=head[20, "float64"].limit_share,
+        over_plain_f64=head[20, "float64"].over_plain,
+        limit_share_f32=head[20, "float32"].limit_share,
+        over_plain_f32=head[20, "float32"].over_plain,
+    )
+
+
+if __name__ == "__main__":
+    main()
