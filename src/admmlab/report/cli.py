@@ -5,7 +5,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from admmlab.report.build import REPORT_DIR_ENV, write_report
+from admmlab.report import paper_table
+from admmlab.report.build import REPORT_DIR_ENV, default_out, write_report
 from admmlab.tracking import TrackingError, default_uri
 from admmlab.tracking.reader import StudyNotFound
 
@@ -16,7 +17,11 @@ def parser() -> argparse.ArgumentParser:
         description="Draw a study's figures and tables from MLflow and log them on its study "
         "run (artifact path report/).",
     )
-    p.add_argument("study", help="study name (its latest study run) or a study run id")
+    p.add_argument(
+        "study",
+        help="study name (its latest study run) or a study run id; 'paper_table' compares "
+        "every chunk of the reproduction study with the paper's headline table",
+    )
     p.add_argument(
         "--out",
         type=Path,
@@ -37,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
     uri = args.tracking_uri or default_uri()
     try:
+        if args.study == paper_table.STUDY:
+            folder = paper_table.write(uri, args.out or default_out(args.study))
+            print(f"report: {folder / 'tables.md'}")
+            return
         folder = write_report(args.study, uri=uri, out=args.out)
     except (StudyNotFound, TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -125,8 +125,25 @@ def _children(client: MlflowClient, experiments: list[str], parent: str) -> list
 def load_study(uri: str, ref: str) -> StudyRecord:
     """The study ``ref`` (name or run id) with its settings and trials, read from ``uri``."""
     client = open_client(uri)
-    run = find_study(client, ref)
+    return _record(client, uri, find_study(client, ref), _experiment_ids(client))
+
+
+def load_study_runs(uri: str, name: str) -> list[StudyRecord]:
+    """Every study run named ``name``, oldest first: the chunks of a study run piecewise
+    (e.g. its seeds split over several invocations)."""
+    client = open_client(uri)
     experiments = _experiment_ids(client)
+    runs = [
+        run
+        for run in _search(client, experiments, f"tags.`{KIND_TAG}` = 'study'")
+        if name in (run.data.tags.get(STUDY_TAG), run.info.run_name)
+    ]
+    if not runs:
+        raise StudyNotFound(f"unknown study {name!r}: no study run has that name")
+    return [_record(client, uri, run, experiments) for run in reversed(runs)]
+
+
+def _record(client: MlflowClient, uri: str, run: Run, experiments: list[str]) -> StudyRecord:
     settings = [
         s
         for s in _children(client, experiments, run.info.run_id)

@@ -1,0 +1,123 @@
+"""The paper's comparison: the tuning sweep, the reproduction sweep in chunks, its report,
+and the tuned presets at the paper's structures."""
+
+import math
+
+import pytest
+import torch
+
+from admmlab.config import validate
+from admmlab.report import paper_table
+from admmlab.solvers.registry import run_solver
+from admmlab.train import initial_weights, load_trials
+from conftest import journal_study, runs_of
+
+TINY = ("solver.epochs=3", "model.depth=2", "model.width=6", "dataset.n_train=100")
+TASKS = ("square", "product_gate", "radial_piecewise", "radial_smooth")
+SGD_TYPE = ("sgd_sigmoid", "sgd_relu", "sgdm_relu", "adam_relu")
+
+
+@pytest.mark.slow
+def test_tuning_sweep_searches_rate_and_decay_on_seeds_apart_from_the_reported(
+    cli, client, tmp_path
+):
+    journal = tmp_path / "tune.log"
+    done = cli(
+        "-m",
+        "+sweep=tune_baselines",
+        "experiment=sgd_relu",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={journal}",
+        *TINY,
+    )
+    assert done.returncode == 0, done.stderr
+    study = journal_study("tune_sgd_relu_square", journal)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    for t in study.trials:
+        assert 1e-4 <= t.params["solver.lr"] <= 0.3
+        assert 0.95 <= t.params["solver.lr_gamma"] <= 1.0
+    settings = runs_of(client, "setting")
+    assert {s.data.params["seed"] for s in settings} == {"1000"}
+    assert {s.data.tags["solver"] for s in settings} == {"sgd"}
+
+
+def _trial_errors(client, competitor: str) -> dict[str, float]:
+    """seed → best_train_mse of every trial run of ``competitor``, newest run per seed."""
+    runs = sorted(runs_of(client, "trial"), key=lambda r: r.info.start_time)
+    errors = {}
+    for r in runs:
+        if r.data.tags.get("competitor") == competitor:
+            errors[r.data.tags["seed"]] = r.data.metrics["best_train_mse"]
+    return errors
+
+
+@pytest.mark.slow
+def test_paper_table_in_two_chunks_reports_each_seed_once_beside_the_paper(
+    cli, client, store_uri, tmp_path
+):
+    first = cli("-m", "+sweep=paper_table", "trials=2", *TINY)
+    assert first.returncode == 0, first.stderr
+    # A second chunk for one competitor: seeds 1 and 2, so seed 1 is run twice.
+    second = cli("-m", "+sweep=paper_table", "experiment=sgd_relu", "seed=1", "trials=2", *TINY)
+    assert second.returncode == 0, second.stderr
+    assert len(runs_of(client, "study")) == 2
+
+    out = paper_table.write(store_uri, tmp_path / "report")
+    chunks = paper_table.load_study_runs(store_uri, "paper_table")
+    table = paper_table.compare(paper_table.trial_rows(chunks))
+    written = (out / "tables.csv").read_text().splitlines()
+    assert written[0].split(",")[:12] == paper_table.COLUMNS[:12]
+    assert len(written) == 1 + 20
+    assert len(table) == 20
+
+    square = table[table["task"] == "square"].set_index("competitor")
+    assert list(square.index) == [
+        "SGD (ReLU)", "SGDM (ReLU)", "Adam (ReLU)", "SGD (sigmoid)", "ADMM (sigmoid)"
+    ]  # fmt: skip
+    sgd_relu = square.loc["SGD (ReLU)"]
+    errors = _trial_errors(client, "SGD (ReLU)")
+    assert sorted(errors) == ["0", "1", "2"]
+    assert sgd_relu["trials"] == 3 and bool(sgd_relu["reduced"])
+    assert sgd_relu["ours_mean"] == pytest.approx(sum(errors.values()) / 3, rel=1e-12)
+    assert sgd_relu["ratio"] == pytest.approx(sgd_relu["ours_mean"] / 5.34e-8, rel=1e-12)
+    assert sgd_relu["epochs"] == "3"
+    assert (sgd_relu["depth"], sgd_relu["width"]) == (2, 6)
+    assert square.loc["ADMM (sigmoid)", "trials"] == 2
+    assert all(math.isfinite(v) for v in square["ours_mean"])
+    radial = table[table["task"] == "radial_smooth"]
+    assert (radial["trials"] == 0).all() and radial["ours_mean"].isna().all()
+
+    text = (out / "tables.md").read_text()
+    assert "| square | SGD (ReLU) | (2, 6) |" in text and "3 (reduced)" in text
+    assert "square, ADMM (sigmoid): ours is" in text and "worse" in text
+    assert "run at (2, 6), not the paper's (18, 100)" in text
+    assert "radial_smooth, Adam (ReLU): not run yet" in text
+    assert (out / "paper_square.png").is_file() and (out / "paper_square.svg").is_file()
+    assert not (out / "paper_radial_smooth.png").exists()
+    assert "![paper_square.png](paper_square.png)" in text
+
+
+def test_paper_table_report_names_an_unknown_study_in_one_line(store_uri, tmp_path, capsys):
+    from admmlab.report import cli as report_cli
+
+    (tmp_path / "store").mkdir(exist_ok=True)
+    with pytest.raises(SystemExit) as stop:
+        report_cli.main(["paper_table", "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+def test_tuned_presets_do_not_diverge_over_20_unreported_seeds(make_cfg, task):
+    """Every SGD-type preset at its paper-best structure, seeds 2000–2019 (tuning used
+    1000+, the reports 0–19), for the first epochs: where a rate too large blows up."""
+    for competitor in SGD_TYPE:
+        overrides = (f"experiment={competitor}", f"dataset={task}", "seed=2000", "trials=20")
+        cfg = validate(make_cfg(*overrides, "solver.epochs=2", "tracking.enabled=false"))
+        seeds = list(range(2000, 2020))
+        data = load_trials(cfg, seeds, torch.device("cpu"))
+        weights = initial_weights(cfg, data, seeds)
+        fit = run_solver(cfg.solver, data, weights, activation=cfg.activation.name, seeds=seeds)
+        assert not fit.diverged, (competitor, fit.diverged)
+        assert torch.isfinite(fit.history["train_mse"]).all(), competitor
