@@ -21,11 +21,14 @@ from admmlab.seeding import generator
 Tensor = torch.Tensor
 
 
-def parse_args(doc: str | None) -> argparse.Namespace:
-    """``--quick``: smaller budgets and fewer repeats (a smoke run, not a measurement)."""
+def parse_args(doc: str | None, extra: Callable[[argparse.ArgumentParser], None] | None = None):
+    """``--quick``: smaller budgets and fewer repeats (a smoke run, not a measurement);
+    ``extra`` adds a script's own options."""
     first_line = (doc or "").strip().splitlines()[0] if doc else None
     parser = argparse.ArgumentParser(description=first_line)
     parser.add_argument("--quick", action="store_true", help="small budgets, few repeats")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 

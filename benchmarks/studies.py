@@ -1,6 +1,6 @@
 """Wall time of every sweep at its small budget, of the demo, and of the full depth study.
 
-    python benchmarks/studies.py [--quick]
+    python benchmarks/studies.py [--quick] [--projection-only] [--sgd-dtype float32]
 
 (1) Runs the ``# Small budget:`` command documented in each ``sweeps/*.yaml`` as
 ``python -m admmlab.train …`` in a temporary folder with a temporary MLflow store;
@@ -13,9 +13,11 @@ depths 1–6 and ReLU nets at every depth of sweeps/depth.yaml, 20 trials each,
 with its 20 trials batched through the same code as ``admmlab-train`` (tracking
 off); the time per epoch (the median after the first) times the full budget is
 its projection. ``--quick`` measures the smallest and largest depth of each
-competitor only and interpolates linearly in depth.
+competitor only and interpolates linearly in depth. ``--sgd-dtype float32`` projects the SGD-type
+competitors in float32 (ADMM stays float64); ``--projection-only`` skips (1) and (2).
 """
 
+import argparse
 import contextlib
 import os
 import shlex
@@ -289,25 +291,41 @@ def report_projection(
 # ---------------------------------------------------------------- main
 
 
+def _dtype(competitor: str, sgd_dtype: str | None) -> tuple[str, ...]:
+    return (f"dtype={sgd_dtype}",) if sgd_dtype and not competitor.startswith("admm") else ()
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--projection-only", action="store_true", help="skip sweeps and demo")
+    parser.add_argument(
+        "--sgd-dtype", default=None, help="dtype of the SGD-type competitors (default: preset)"
+    )
+
+
 def main() -> None:
-    args = parse_args(__doc__)
+    args = parse_args(__doc__, options)
     header("Studies: small budgets, the demo, and the full depth study projected")
+    timed = []
     with tempfile.TemporaryDirectory(prefix="admmlab-bench-") as tmp:
-        timed = time_sweeps(Path(tmp))
-        if not args.quick:
+        if not args.projection_only:
+            timed = time_sweeps(Path(tmp))
+        if not (args.quick or args.projection_only):
             demo = Path(tmp) / "demo"
             demo.mkdir()
             timed.append(time_demo(demo))
-    table(
-        "Small-budget sweeps (each a fresh process and store)",
-        ["sweep", "seconds", "status"],
-        [(t.name, t.seconds, t.status) for t in timed],
-    )
+    if timed:
+        table(
+            "Small-budget sweeps (each a fresh process and store)",
+            ["sweep", "seconds", "status"],
+            [(t.name, t.seconds, t.status) for t in timed],
+        )
     grid = depth_grid()
     costs = [
         cost
         for competitor in COMPETITORS
-        for cost in project_competitor(competitor, grid, epochs=2, quick=args.quick)
+        for cost in project_competitor(
+            competitor, grid, epochs=2, quick=args.quick, extra=_dtype(competitor, args.sgd_dtype)
+        )
     ]
     hours, device_hours = report_projection(costs, grid)
     summary(

@@ -76,6 +76,9 @@ class DatasetConfig:
     path: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     paper_best: dict[str, Any] = field(default_factory=dict)  # competitor → depth, width
+    # competitor → values tuned on this task (lr, lr_gamma, init_scale): conf/experiment/
+    # presets read them, falling back to the values they were tuned to on the square task
+    tuned: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
