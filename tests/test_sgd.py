@@ -177,3 +177,44 @@ def test_an_unknown_step_implementation_is_refused_in_one_line():
     d, w = setup(dims=(1, 4, 1))
     with pytest.raises(ValueError, match=r"unknown SGD step implementation 'fused'.*fast"):
         sgd.fit(d.x_train, d.y_train, w, lr=0.1, epochs=1, impl="fused")
+
+
+GROWTH_SCRIPT = """
+import admmlab  # first, as the entry points do: it switches MKL's memory manager off
+import resource, sys, torch
+from admmlab.data import load_dataset
+from admmlab.nets import init_weights
+from admmlab.solvers import sgd
+
+K = 20
+d = load_dataset("square", seed=0, n_train=1000, n_test=1000, noise_std=0.0, val_fraction=0.0)
+ws = [init_weights("xavier", [1, 60, 60, 1], scale=8.6, generator=torch.Generator().manual_seed(s))
+      for s in range(K)]
+w = [torch.stack(layer) for layer in zip(*ws)]
+x, y = d.x_train.expand(K, -1, -1), d.y_train.expand(K, -1, -1)
+peaks = {}
+
+def record(epoch, metrics):
+    peaks[epoch] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+sgd.fit(x, y, w, method="sgd", lr=0.042, lr_gamma=0.9989, epochs=120, activation="sigmoid",
+        seeds=list(range(K)), X_test=x, Y_test=y, callback=record)
+print(peaks[120] - peaks[20])
+"""
+
+
+@pytest.mark.slow
+def test_a_long_sigmoid_run_does_not_grow_its_memory(tmp_path):
+    """The tuned SGD (sigmoid) preset's setting: its resident set must level off, not grow
+    with every epoch (MKL's own memory manager grew it by tens of MB an epoch)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "MKL_DISABLE_FAST_MM"}
+    env["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", GROWTH_SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip().splitlines()[-1]) < 100  # MB over 100 epochs
