@@ -5,7 +5,7 @@
 Prints two tables. (1) For depth 2, width 300 and depth 4, width 100 (N = 1000),
 in float64 and float32: admmlab's and ``tests/numpy_admm.py``'s seconds per
 iteration and their ratio, and the iteration's nominal GFLOP/s (flops counted from
-ALGORITHM.md, :func:`iteration_flops`) as a fraction of torch's own matmul
+docs/algorithm.md, :func:`iteration_flops`) as a fraction of torch's own matmul
 throughput on that width's ``n × N × n`` product, measured in the same run.
 float32 runs at λ = 1e-2: below that the Cholesky factor of ``λI + c·AAᵀ`` fails
 in single precision. (2) K = 20 trials batched in one call against 20 separate
@@ -64,7 +64,7 @@ def square_task(
 
 
 def iteration_flops(dims: Sequence[int], n_samples: int) -> float:
-    """Nominal flops of one iteration of ALGORITHM.md (a multiply-add counts 2).
+    """Nominal flops of one iteration of docs/algorithm.md (a multiply-add counts 2).
 
     ``dims = [d, n_1, …, n_L, m]``. Counted as the spec is written, with each
     product computed once (step 3's ``W_i⁺Ṽ_{i-1}⁺`` reused by steps 5 and 2):

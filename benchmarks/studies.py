@@ -6,7 +6,7 @@
 ``python -m admmlab.train …`` in a temporary folder with a temporary MLflow store;
 a real-data sweep that fails for want of its data files is reported as skipped.
 (2) Runs ``python -m admmlab.demo`` the same way (not with ``--quick``).
-(3) Projects the full depth study of STUDIES.md on the square task: the five
+(3) Projects the full depth study of docs/studies.md on the square task: the five
 competitors at the paper's widths (conf/dataset/square.yaml), sigmoid nets at
 depths 1–6 and ReLU nets at every depth of sweeps/depth.yaml, 20 trials each,
 2000 epochs SGD-type and 50 iterations ADMM. Each setting trains a few epochs
@@ -43,7 +43,7 @@ from benchkit import DEVICE_FLOPS, LAUNCH_S, DeviceWork, header, parse_args, sum
 
 SMALL_BUDGET_MARK = "# Small budget"
 COMPETITORS = ("admm_sigmoid", "sgd_sigmoid", "sgd_relu", "sgdm_relu", "adam_relu")
-SIGMOID_MAX_DEPTH = 6  # STUDIES.md: the paper's sigmoid nets stop at depth 6
+SIGMOID_MAX_DEPTH = 6  # docs/studies.md: the paper's sigmoid nets stop at depth 6
 FULL_EPOCHS = {"admm": 50, "sgd": 2000, "sgdm": 2000, "adam": 2000}
 TRIALS = 20
 
@@ -148,7 +148,7 @@ def depth_grid() -> list[int]:
 
 
 def study_depths(competitor: str, grid: list[int]) -> list[int]:
-    """STUDIES.md's ranges: sigmoid nets up to depth 6, ReLU nets the whole grid."""
+    """docs/studies.md's ranges: sigmoid nets up to depth 6, ReLU nets the whole grid."""
     return [d for d in grid if "sigmoid" not in competitor or d <= SIGMOID_MAX_DEPTH]
 
 

@@ -1,4 +1,4 @@
-"""A plain NumPy implementation of ALGORITHM.md: the reference for tests and benchmarks.
+"""A plain NumPy implementation of docs/algorithm.md: the reference for tests and benchmarks.
 
 Written straight from the equations, one trial, samples as columns, and independent
 of the torch solver: every product is formed as written (no reuse between steps)

@@ -1,4 +1,4 @@
-"""The ADMM solver against the plain NumPy reference of ALGORITHM.md, and its contract."""
+"""The ADMM solver against the plain NumPy reference of docs/algorithm.md, and its contract."""
 
 from collections import Counter
 

@@ -11,7 +11,7 @@ OPTS = {"n_train": 400, "n_test": 300, "noise_std": 0.0, "val_fraction": 0.0}
 
 
 def expected(name: str, x: torch.Tensor) -> torch.Tensor:
-    """The formulas of STUDIES.md, written out independently."""
+    """The formulas of docs/studies.md, written out independently."""
     out = []
     for row in x.tolist():
         if name == "square":

@@ -1,4 +1,4 @@
-"""Tasks: synthetic targets of STUDIES.md and the real-data loaders.
+"""Tasks: synthetic targets of docs/studies.md and the real-data loaders.
 
 Every loader returns a :class:`Dataset` of plain tensors, samples as rows.
 """

@@ -1,4 +1,4 @@
-"""The four synthetic tasks of STUDIES.md.
+"""The four synthetic tasks of docs/studies.md.
 
 Approximation tasks (``square``, ``product_gate``) are noise-free; learning tasks
 (the two radial ones) add Gaussian noise to the training targets only. Every
@@ -14,7 +14,7 @@ from admmlab.data.base import Dataset, split_validation
 
 Tensor = torch.Tensor
 
-# Platform's choice for the lost piecewise-radial formula (STUDIES.md).
+# Platform's choice for the lost piecewise-radial formula (docs/studies.md).
 PIECEWISE_R0, PIECEWISE_R = 0.5, 1.0
 
 

@@ -1,4 +1,4 @@
-"""Hidden activations with their derivatives (ALGORITHM.md: σ and σ')."""
+"""Hidden activations with their derivatives (docs/algorithm.md: σ and σ')."""
 
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""The paper's six initialisation schemes plus ``zero`` (ALGORITHM.md's table).
+"""The paper's six initialisation schemes plus ``zero`` (docs/algorithm.md's table).
 
 ``fan_in = n_{i-1}``, ``fan_out = n_i``; biases start at 0; every scheme takes a
 scale factor that multiplies the weights.

@@ -80,7 +80,7 @@ FAILURE_COLUMNS = [
 
 
 def paper_results() -> pd.DataFrame:
-    """STUDIES.md's headline table: task, competitor, error mean and std, depth, width."""
+    """docs/studies.md's headline table: task, competitor, error mean and std, depth, width."""
     text = resources.files("admmlab.report").joinpath("paper_results.csv")
     with text.open("r", encoding="utf-8") as fh:
         return pd.read_csv(fh)

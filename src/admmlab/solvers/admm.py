@@ -1,4 +1,4 @@
-"""ADMM for sigmoid nets (Zeng, Lin, Yao and Zhou, JMLR 2021), as in ALGORITHM.md.
+"""ADMM for sigmoid nets (Zeng, Lin, Yao and Zhou, JMLR 2021), as in docs/algorithm.md.
 
 Inside, samples are columns and every tensor carries the trial dimension K first.
 ``Ṽ_i`` lives in one ``(K, n_i + 1, N)`` buffer whose last row is ones, so neither a
@@ -11,7 +11,7 @@ it, and keeps as few ``n × N`` arrays alive as it can:
 * step 3's ``Z_i = W_i⁺Ṽ_{i-1}⁺`` and ``σ(Z_i)`` are step 5's ``σ(W_i⁺Ṽ_{i-1}⁺)`` and
   the next iteration's step-2 ``Z = W_i⁻A`` and ``σ(Z)``. Step 5 for layer ``i`` runs
   as soon as step 3 has ``V_i⁺`` (no later part of step 3 reads ``U_i``, so this is
-  ALGORITHM.md's parallel update exactly), and then the next step 2's
+  docs/algorithm.md's parallel update exactly), and then the next step 2's
   ``hZ/2 − G`` is formed from them: that one array is kept, not ``Z_i`` and ``σ(Z_i)``;
 * ``max|B_i|`` of ``B_i = V_i − U_i/β_i`` is step 2's ``h`` for layer ``i`` and step
   3's ``μ`` for layer ``i − 1``; ``B_i`` itself is formed again for step 3 rather
@@ -26,7 +26,7 @@ that is one block: after the first iteration none is allocated. The SPD systems 
 formed in pool arrays too and factored where they lie, and each Gram matrix is
 rewritten in its own buffer.
 
-Where the code solves an equation of ALGORITHM.md by another formula, the formula
+Where the code solves an equation of docs/algorithm.md by another formula, the formula
 is exact and only the rounding differs (there is no inexact variant to switch off):
 step 3's ``i = L`` system is solved through the Woodbury identity when ``m < n``;
 step 3's systems, whose eigenvalues are at least ``β_i``, are applied as the product
@@ -60,7 +60,7 @@ from admmlab.solvers.base import (
 
 Tensor = torch.Tensor
 
-SATURATION_THRESHOLD = 1e-3  # σ' below this counts as saturated (ALGORITHM.md)
+SATURATION_THRESHOLD = 1e-3  # σ' below this counts as saturated (docs/algorithm.md)
 
 
 # ---------------------------------------------------------------- workspace
@@ -131,7 +131,7 @@ def _apply_shifted_inverse(
     """``M⁻¹ R`` for ``M = βI + PSD`` (the ``V`` systems of step 3), factor-then-multiply.
 
     The Cholesky factor gives ``M⁻¹`` (``cholesky_inverse``), then one matrix product
-    with the ``n × N`` right side. ALGORITHM.md asks for triangular solves; this is
+    with the ``n × N`` right side. docs/algorithm.md asks for triangular solves; this is
     the same solve to rounding, chosen by measurement (``benchmarks/admm_iteration.py``:
     the product runs at matmul speed, the solves well below it). It is reserved for
     these systems because their eigenvalues are at least ``β``, so the explicit
@@ -441,7 +441,7 @@ def augmented_lagrangian(
     lam: float,
     betas: Sequence[float],
 ) -> Tensor:
-    """𝓛 of ALGORITHM.md per trial, ``(K,)``, at the new iterate.
+    """𝓛 of docs/algorithm.md per trial, ``(K,)``, at the new iterate.
 
     ``constraints`` holds ``(‖r_i‖², ⟨U_i, r_i⟩)`` per constraint, from :func:`update_multiplier`.
     """
@@ -496,7 +496,7 @@ def _ones_row_buffer(v: Tensor) -> Tensor:
 def _initial_iterate(
     x_ext: Tensor, weights: list[Tensor], activation: Activation, betas: Sequence[float]
 ) -> _Iterate:
-    """ALGORITHM.md, Initialisation: a forward pass and ``U⁰ = 0``; then the first
+    """docs/algorithm.md, Initialisation: a forward pass and ``U⁰ = 0``; then the first
     step 2's input from them (:func:`step2_core`), as :func:`close_layer` forms it later.
     Its temporaries come from the pool that the iterations go on using."""
     v_ext, u, core, h, pool = [x_ext], [], [], [], _Pool()
@@ -528,7 +528,7 @@ def admm_iteration(
     lam: float,
     betas: Sequence[float],
 ) -> tuple[list[tuple[Tensor, Tensor]], dict[str, Tensor]]:
-    """One iteration k of ALGORITHM.md, in place.
+    """One iteration k of docs/algorithm.md, in place.
 
     ``forward_metrics(Z_1, σ(Z_1))`` is called while step 3 holds them (the network's
     forward pass starts there). Returns ``(‖r_i‖², ⟨U_i, r_i⟩)`` per constraint
@@ -722,7 +722,7 @@ def fit(
     classification: bool = False,
     callback: Callback | None = None,
 ) -> FitResult:
-    """Train with the ADMM of ALGORITHM.md for ``epochs`` iterations.
+    """Train with the ADMM of docs/algorithm.md for ``epochs`` iterations.
 
     ``X`` is ``(N, d)`` or ``(K, N, d)`` (samples as rows), ``Y`` ``(N, m)`` or
     ``(K, N, m)``; ``weights`` as from :func:`admmlab.nets.init_weights`, with or

@@ -104,7 +104,7 @@ def fit(
 ) -> FitResult:
     """Mini-batch training of the square loss ``mean ‖f(x) − y‖² + λ/2 Σ‖W‖²``.
 
-    The rate is multiplied by ``lr_gamma`` every ``lr_every`` epochs (STUDIES.md).
+    The rate is multiplied by ``lr_gamma`` every ``lr_every`` epochs (docs/studies.md).
     Shapes as in :func:`admmlab.solvers.admm.fit`; ``seeds`` (one per trial)
     fix the mini-batch order. History: ``train_mse``, ``test_mse``,
     ``grad_norm/layer_i`` (RMS over the epoch's steps), ``lr`` and ``epoch_time_s``.
