@@ -17,6 +17,17 @@ from admmlab import interrupts
 from admmlab.paths import conf_dir
 from admmlab.solvers import admm
 
+# Fixtures that start a process or a server: a test using one is slow.
+PROCESS_FIXTURES = frozenset({"cli", "mlflow_server", "postgres"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark slow every test that starts a process or a server, so ``make test-fast``
+    (``-m "not slow"``) leaves them out; CI runs everything."""
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def make_cfg() -> Callable[..., DictConfig]:

@@ -155,6 +155,7 @@ def test_gpu_check_runs_its_checks_on_any_device(capsys):
     assert "seconds per iteration" in out and "summary: gpu_check[N=1000,float32]" in out
 
 
+@pytest.mark.slow
 def test_run_all_collects_summaries(tmp_path, capsys):
     script = tmp_path / "fake.py"
     script.write_text("import sys\nprint('table')\nprint('summary: fake x=1', sys.argv[1:])\n")

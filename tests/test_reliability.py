@@ -128,6 +128,7 @@ def wait_for(predicate, timeout: float = 120.0) -> None:
     raise AssertionError("timed out")
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_run_killed_with_its_partial_history(tmp_path, store_uri, client):
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri}
     proc = subprocess.Popen(
@@ -345,6 +346,7 @@ def test_a_signal_as_a_finished_run_ends_makes_it_killed_with_each_epoch_logged_
     assert store.ended == ["FINISHED", "KILLED"]
 
 
+@pytest.mark.slow
 def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_uri, client):
     import optuna
 
