@@ -37,7 +37,7 @@ from omegaconf import OmegaConf
 from admmlab.config import validate
 from admmlab.paths import conf_dir, sweeps_dir
 from admmlab.solvers.base import NonFiniteError
-from admmlab.solvers.registry import run_solver
+from admmlab.solving import run_solver
 from admmlab.train import initial_weights, load_trials, resolve_device
 from benchkit import DEVICE_FLOPS, LAUNCH_S, DeviceWork, header, parse_args, summary, table
 

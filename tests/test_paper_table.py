@@ -8,7 +8,7 @@ import torch
 
 from admmlab.config import validate
 from admmlab.report import paper_table
-from admmlab.solvers.registry import run_solver
+from admmlab.solving import run_solver
 from admmlab.train import initial_weights, load_trials
 from conftest import journal_study, runs_of
 

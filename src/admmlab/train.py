@@ -29,7 +29,7 @@ from admmlab.nets import init_weights
 from admmlab.paths import conf_dir
 from admmlab.seeding import generator
 from admmlab.solvers.base import FitResult, NonFiniteError
-from admmlab.solvers.registry import run_solver
+from admmlab.solving import run_solver
 from admmlab.sweeping import (
     EXPERIMENT_ENV,
     SINCE_ENV,

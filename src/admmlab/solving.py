@@ -1,4 +1,5 @@
-"""Solver name → a call that trains from the run's typed settings."""
+"""Solver name → a call that trains from the run's typed settings (config → solvers: the
+solvers themselves know nothing of the config or the data sets)."""
 
 from collections.abc import Sequence
 
