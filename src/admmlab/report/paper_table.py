@@ -22,6 +22,7 @@ __all__ = ["COLUMNS", "STUDY", "compare", "findings", "load_study_runs", "trial_
 
 STUDY = "paper_table"
 PAPER_TRIALS = 20
+UNFINISHED = ("KILLED", "RUNNING", "SCHEDULED")
 FAR_OFF = 10.0  # ours/paper beyond this factor, either way, is called a disagreement
 COLUMNS = [
     "task",
@@ -58,6 +59,9 @@ def trial_rows(records: list[StudyRecord]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     rows = pd.concat(frames, ignore_index=True)
+    # A chunk stopped before it finished (KILLED, or left RUNNING by a killed process) is
+    # not a result: its seeds count only once a chunk runs them to the end.
+    rows = rows[~rows["status"].isin(UNFINISHED)]
     rows = rows.sort_values("chunk", kind="stable")
     return rows.drop_duplicates(["dataset", "competitor", "seed"], keep="last")
 
