@@ -112,6 +112,7 @@ def compare(trials: pd.DataFrame) -> pd.DataFrame:
 def findings(table: pd.DataFrame) -> list[str]:
     """Sentences for the rows that disagree with the paper by more than ``FAR_OFF``×,
     or that diverged, or are not run yet."""
+    paper = tables.paper_results().set_index(["task", "competitor"])
     lines = []
     for r in table.itertuples(index=False):
         where = f"{r.task}, {r.competitor}"
@@ -128,11 +129,11 @@ def findings(table: pd.DataFrame) -> list[str]:
                 f"{where}: ours is {1 / r.ratio:.0f}× below the paper's error "
                 f"({tables.sci(r.ours_mean)} against {tables.sci(r.paper_mean)}): better."
             )
-        paper = tables.paper_results().set_index(["task", "competitor"]).loc[(r.task, r.competitor)]
-        if (r.depth, r.width) != (paper["depth"], paper["width"]):
+        depth, width = paper.loc[(r.task, r.competitor), ["depth", "width"]]
+        if (r.depth, r.width) != (depth, width):
             lines.append(
                 f"{where}: run at {tables.structure(r.depth, r.width)}, not the paper's "
-                f"{tables.structure(paper['depth'], paper['width'])}."
+                f"{tables.structure(depth, width)}."
             )
         if r.n_diverged or r.n_failed:
             lines.append(f"{where}: {r.n_diverged} trial(s) diverged, {r.n_failed} failed.")

@@ -82,20 +82,22 @@ class FastStep:
 
     def __init__(self, weights: list[Tensor], act: Activation, lam: float):
         k = weights[0].shape[0]
-        shapes = [(k, w.shape[-1] - 1, w.shape[-2]) for w in weights]  # K, n_{i-1}, n_i
-        blocks = [shape for _, n_in, n_out in shapes for shape in ((k, n_in, n_out), (k, 1, n_out))]
-        sizes = [math.prod(shape) for shape in blocks]
-        self.flat = torch.empty(sum(sizes), dtype=weights[0].dtype, device=weights[0].device)
+        blocks = [
+            shape
+            for w in weights  # W_i is n_i × (n_{i-1} + 1): wt is n_{i-1} × n_i, b is 1 × n_i
+            for shape in ((k, w.shape[-1] - 1, w.shape[-2]), (k, 1, w.shape[-2]))
+        ]
+        self.segments = _segments([math.prod(shape) for shape in blocks])
+        self.flat = torch.empty(
+            self.segments[-1][1], dtype=weights[0].dtype, device=weights[0].device
+        )
         self.flat.grad = torch.empty_like(self.flat)
         self.params = [self.flat]
-        self.segments = _segments(sizes)
-        views = [
-            self.flat[a:b].view(shape) for (a, b), shape in zip(self.segments, blocks, strict=True)
-        ]
-        grads = [
-            self.flat.grad[a:b].view(shape)
-            for (a, b), shape in zip(self.segments, blocks, strict=True)
-        ]
+
+        def carve(t: Tensor) -> list[Tensor]:
+            return [t[a:b].view(shape) for (a, b), shape in zip(self.segments, blocks, strict=True)]
+
+        views, grads = carve(self.flat), carve(self.flat.grad)
         self.wts, self.biases = views[::2], views[1::2]
         self.grad_wts, self.grad_biases = grads[::2], grads[1::2]
         for w, wt, b in zip(weights, self.wts, self.biases, strict=True):
