@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from admmlab.nets import INIT_SCHEMES, forward, init_weights
+from admmlab.nets import INIT_SCHEMES, forward, forward_no_grad, init_weights
 
 DIMS = [40, 300, 200, 3]
 
@@ -74,3 +74,23 @@ def test_generator_fixes_weights_and_forward_shapes():
     assert forward(a, x, "sigmoid").shape == (10, 3)
     batched = [torch.stack([w, w]) for w in a]
     torch.testing.assert_close(forward(batched, x, "tanh")[1], forward(a, x, "tanh"))
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid"])
+@pytest.mark.parametrize(
+    ("k_w", "k_x"), [(None, None), (3, 3), (3, None), (None, 3)], ids=["plain", "K", "Kw", "Kx"]
+)
+def test_the_evaluation_forward_equals_the_forward(act, k_w, k_x):
+    """Two take-turns buffers instead of one array per layer: the same products, equal to
+    rounding (BLAS may block a product differently when it writes into a given buffer),
+    for every mix of a trial dimension on weights and data."""
+    g = torch.Generator().manual_seed(0)
+    dims = [2, 7, 5, 9, 3]
+    w = init_weights("xavier", dims, generator=g)
+    if k_w:
+        w = [torch.stack([t * (1 + 0.1 * j) for j in range(k_w)]) for t in w]
+    x = torch.randn(*((k_x,) if k_x else ()), 11, 2, generator=g, dtype=torch.float64)
+    expected = forward(w, x, act)
+    torch.testing.assert_close(forward_no_grad(w, x, act), expected, rtol=1e-13, atol=1e-15)
+    v = torch.ones(*x.shape[:-1], 9, dtype=torch.float64)  # an output layer alone
+    torch.testing.assert_close(forward_no_grad(w[-1:], v, act), forward(w[-1:], v, act))

@@ -5,7 +5,7 @@ with the bias as the last column, optionally with a leading trial dimension K.
 """
 
 from admmlab.nets.activations import ACTIVATIONS, Activation, get_activation
-from admmlab.nets.forward import affine, forward, hidden_forward, with_ones
+from admmlab.nets.forward import affine, forward, forward_no_grad, hidden_forward, with_ones
 from admmlab.nets.init import INIT_SCHEMES, init_weights
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Activation",
     "affine",
     "forward",
+    "forward_no_grad",
     "get_activation",
     "hidden_forward",
     "init_weights",

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from admmlab.nets import Activation, forward
+from admmlab.nets import Activation, forward_no_grad
 
 Tensor = torch.Tensor
 
@@ -185,7 +185,7 @@ def evaluate(
             if xy is None:
                 continue
             x, y = xy
-            f = forward(weights, x, activation)
+            f = forward_no_grad(weights, x, activation)
             out[f"{name}_mse"] = (f - y).square().sum(dim=(-2, -1)) / y.shape[-2]
             if classification:
                 hits = f.argmax(dim=-1) == y.argmax(dim=-1)
