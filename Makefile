@@ -19,11 +19,15 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m admmlab.demo
 
+# Tests run on every core (up to four workers): most of their time is start-up of
+# the command-line runs they make, which parallelises well.
+PYTEST := $(PY) -m pytest -q -n auto --maxprocesses=4
+
 test: install
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 bench: install
 	$(PY) benchmarks/run_all.py
