@@ -60,7 +60,13 @@ def test_paper_table_in_two_chunks_reports_each_seed_once_beside_the_paper(
     # A second chunk for one competitor: seeds 1 and 2, so seed 1 is run twice.
     second = cli("-m", "+sweep=paper_table", "experiment=sgd_relu", "seed=1", "trials=2", *TINY)
     assert second.returncode == 0, second.stderr
-    assert len(runs_of(client, "study")) == 2
+    # A third, for another, with its rate changed: its earlier trials no longer count.
+    third = cli(
+        "-m", "+sweep=paper_table", "experiment=sgdm_relu", "seed=1", "trials=2",
+        "solver.lr=0.001", *TINY,
+    )  # fmt: skip
+    assert third.returncode == 0, third.stderr
+    assert len(runs_of(client, "study")) == 3
 
     out = paper_table.write(store_uri, tmp_path / "report")
     chunks = paper_table.load_study_runs(store_uri, "paper_table")
@@ -83,6 +89,10 @@ def test_paper_table_in_two_chunks_reports_each_seed_once_beside_the_paper(
     assert sgd_relu["epochs"] == "3"
     assert (sgd_relu["depth"], sgd_relu["width"]) == (2, 6)
     assert square.loc["ADMM (sigmoid)", "trials"] == 2
+    sgdm = square.loc["SGDM (ReLU)"]
+    assert (sgdm["trials"], sgdm["n_superseded"]) == (2, 1)
+    newest = _trial_errors(client, "SGDM (ReLU)")
+    assert sgdm["ours_mean"] == pytest.approx((newest["1"] + newest["2"]) / 2, rel=1e-12)
     assert all(math.isfinite(v) for v in square["ours_mean"])
     radial = table[table["task"] == "radial_smooth"]
     assert (radial["trials"] == 0).all() and radial["ours_mean"].isna().all()
@@ -92,6 +102,7 @@ def test_paper_table_in_two_chunks_reports_each_seed_once_beside_the_paper(
     assert "square, ADMM (sigmoid): ours is" in text and "worse" in text
     assert "run at (2, 6), not the paper's (18, 100)" in text
     assert "radial_smooth, Adam (ReLU): not run yet" in text
+    assert "square, SGDM (ReLU): 1 trial(s) run with earlier settings" in text
     assert (out / "paper_square.png").is_file() and (out / "paper_square.svg").is_file()
     assert not (out / "paper_radial_smooth.png").exists()
     assert "![paper_square.png](paper_square.png)" in text

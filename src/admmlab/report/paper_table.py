@@ -2,8 +2,10 @@
 
 The reproduction study (``sweeps/paper_table.yaml``) may be run in chunks, a few
 seeds at a time, so this report reads every study run of that name, keeps each
-(task, competitor, seed) once (the newest chunk wins) and compares, per task and
-competitor, our mean (std) over the trials with the paper's mean (std) over 20.
+(task, competitor, seed) once (the newest chunk wins), keeps only the trials run
+with the newest chunk's settings (a preset retuned since is a new row, not more
+trials of the old one) and compares, per task and competitor, our mean (std) over
+the trials with the paper's mean (std) over 20.
 A row with fewer than 20 finished trials is marked reduced; a row whose mean is
 more than ten times off the paper's, either way, is said so in words.
 """
@@ -40,8 +42,14 @@ COLUMNS = [
     "run_time_s",
     "n_diverged",
     "n_failed",
+    "n_superseded",
     "reduced",
 ]
+# Parameters that do not change a trial's numbers: where it ran, how it was logged,
+# and the per-task tables the presets read their values from (the values themselves,
+# solver.lr and the like, are compared).
+NOT_RESULTS = ("seed", "trials", "study", "device", "max_failure_rate", "objective")
+NOT_RESULT_PREFIXES = ("tracking.", "dataset.tuned.", "dataset.paper_best.", "solver.impl")
 
 
 def trial_rows(records: list[StudyRecord]) -> pd.DataFrame:
@@ -54,6 +62,7 @@ def trial_rows(records: list[StudyRecord]) -> pd.DataFrame:
         frame["setting_time_s"] = [
             runs[r].metrics.get("run_time_s", math.nan) for r in frame["setting_run"]
         ]
+        frame["settings"] = [settings_of(runs[r].params) for r in frame["setting_run"]]
         frame["chunk"] = chunk
         frames.append(frame)
     if not frames:
@@ -63,22 +72,37 @@ def trial_rows(records: list[StudyRecord]) -> pd.DataFrame:
     # not a result: its seeds count only once a chunk runs them to the end.
     rows = rows[~rows["status"].isin(UNFINISHED)]
     rows = rows.sort_values("chunk", kind="stable")
-    return rows.drop_duplicates(["dataset", "competitor", "seed"], keep="last")
+    rows = rows.drop_duplicates(["dataset", "competitor", "seed"], keep="last")
+    newest = rows.groupby(["dataset", "competitor"])["settings"].transform("last")
+    rows["superseded"] = rows["settings"] != newest
+    return rows
+
+
+def settings_of(params: dict[str, str]) -> str:
+    """The parameters that decide a trial's numbers, as one comparable string."""
+    kept = {
+        k: v
+        for k, v in params.items()
+        if k not in NOT_RESULTS and not k.startswith(NOT_RESULT_PREFIXES)
+    }
+    return ";".join(f"{k}={v}" for k, v in sorted(kept.items()))
 
 
 def compare(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per task and competitor of the paper's table, ours beside the paper's.
 
     Rows the study has not run yet are kept, with no trials and no value of ours.
+    Trials run with settings older than the row's newest are counted, not used.
     """
     paper = tables.paper_results()
     rows = []
     for p in paper.itertuples(index=False):
-        mine = (
+        row = (
             trials[(trials["dataset"] == p.task) & (trials["competitor"] == p.competitor)]
             if not trials.empty
             else trials
         )
+        mine = row[~row["superseded"]] if len(row) else row
         ok = mine[mine["outcome"] == "ok"] if len(mine) else mine
         errors = ok["error"] if len(ok) else pd.Series(dtype=float)
         mean = errors.mean() if len(errors) else math.nan
@@ -103,6 +127,7 @@ def compare(trials: pd.DataFrame) -> pd.DataFrame:
                 ),
                 "n_diverged": int((mine["outcome"] == "diverged").sum()) if len(mine) else 0,
                 "n_failed": int((mine["outcome"] == "failed").sum()) if len(mine) else 0,
+                "n_superseded": int(row["superseded"].sum()) if len(row) else 0,
                 "reduced": 0 < len(ok) < PAPER_TRIALS,
             }
         )
@@ -137,6 +162,11 @@ def findings(table: pd.DataFrame) -> list[str]:
             )
         if r.n_diverged or r.n_failed:
             lines.append(f"{where}: {r.n_diverged} trial(s) diverged, {r.n_failed} failed.")
+        if r.n_superseded:
+            lines.append(
+                f"{where}: {r.n_superseded} trial(s) run with earlier settings of the preset "
+                "are left out."
+            )
     return lines
 
 
