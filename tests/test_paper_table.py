@@ -118,31 +118,11 @@ def test_paper_table_report_names_an_unknown_study_in_one_line(store_uri, tmp_pa
     assert "error:" in capsys.readouterr().err
 
 
-# The square task's tuned rates of SGD and SGDM overflow in the first epoch on the wide
-# nets of these tasks (widths 180–400): those tasks need their own tuning (dataset.tuned).
-NOT_TUNED_YET = {
-    ("radial_smooth", "sgd_relu"),
-    ("radial_smooth", "sgdm_relu"),
-}
-
-
-def _preset_cases():
-    for task in TASKS:
-        for competitor in SGD_TYPE:
-            marks = (
-                [
-                    pytest.mark.xfail(
-                        strict=True, reason="square's rate diverges here: tune the task"
-                    )
-                ]
-                if (task, competitor) in NOT_TUNED_YET
-                else []
-            )
-            yield pytest.param(task, competitor, marks=marks, id=f"{task}-{competitor}")
+PRESET_CASES = [pytest.param(t, c, id=f"{t}-{c}") for t in TASKS for c in SGD_TYPE]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("task", "competitor"), _preset_cases())
+@pytest.mark.parametrize(("task", "competitor"), PRESET_CASES)
 def test_tuned_presets_do_not_diverge_over_the_20_reported_seeds(make_cfg, task, competitor):
     """Every SGD-type preset at its paper-best structure, seeds 0–19 (the paper table's;
     tuning used 1000+), for the first epochs: where a rate too large blows up."""
