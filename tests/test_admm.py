@@ -330,6 +330,19 @@ def test_a_diverging_trial_stops_alone_and_the_others_run_as_if_alone(monkeypatc
         assert _close(got[1], stopped, 1e-9)  # its last finite weights, from epoch 2
 
 
+def test_a_trial_diverging_in_the_first_iteration_keeps_its_initial_weights(
+    monkeypatch,
+) -> None:
+    """The fast iteration writes its first weights over the initial ones in place."""
+    x, y, stacked, single_weights = _two_trials()
+    initial = [w.clone() for w in single_weights[1]]
+    poison_output(monkeypatch, {1: 1})
+    result = fit(x, y, stacked, lam=1e-6, beta=1.0, epochs=3)
+    assert result.diverged == {1: "V_3 became non-finite at epoch 1"}
+    for got, want in zip(result.weights, initial, strict=True):
+        assert torch.equal(got[1], want)
+
+
 def test_nan_in_every_trial_raises_naming_quantity_epoch_trial_and_keeps_history(
     monkeypatch,
 ) -> None:

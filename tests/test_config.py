@@ -82,6 +82,21 @@ def test_admm_beta_must_be_positive_with_one_value_per_layer(make_cfg, beta):
     assert validate(make_cfg("solver=admm", "model.depth=2", "solver.beta=[1,2,3]"))
 
 
+@pytest.mark.parametrize("solver", ["admm", "sgd"])
+def test_impl_is_fast_by_default_and_reference_on_request(make_cfg, solver):
+    assert validate(make_cfg(f"solver={solver}")).solver.impl == "fast"
+    chosen = validate(make_cfg(f"solver={solver}", "solver.impl=reference"))
+    assert chosen.solver.impl == "reference"
+    check_override_keys([f"solver={solver}", "solver.impl=reference"])
+
+
+@pytest.mark.parametrize("solver", ["admm", "sgd"])
+def test_an_unknown_impl_is_refused_in_one_line(make_cfg, solver):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(f"solver={solver}", "solver.impl=fused"))
+    assert str(err.value) == "solver.impl must be one of fast, reference, got 'fused'"
+
+
 def test_admm_refuses_relu(make_cfg):
     with pytest.raises(ConfigError, match="smooth activation"):
         validate(make_cfg("solver=admm", "activation=relu"))

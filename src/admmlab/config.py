@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from admmlab.data import DATASETS
 from admmlab.nets import ACTIVATIONS, INIT_SCHEMES
 from admmlab.paths import conf_dir
+from admmlab.solvers.admm import IMPLS as ADMM_IMPLS
 from admmlab.solvers.sgd_steps import IMPLS as SGD_IMPLS
 
 SOLVERS = ("admm", "sgd", "sgdm", "adam")
@@ -62,7 +63,7 @@ class SolverConfig:
     momentum: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
-    impl: str = "fast"  # SGD-type step: "fast", or "reference" (autograd, readable)
+    impl: str = "fast"  # "fast", or "reference": the readable step (SGD types) or iteration (ADMM)
     step: float | None = None  # one knob for SGD's lr and ADMM's beta (the lr_beta study)
 
 
@@ -155,7 +156,7 @@ def check_ranges(cfg: RunConfig) -> None:
     _one_of("init", cfg.init.name, INIT_SCHEMES)
     _one_of("device", cfg.device, DEVICES)
     _one_of("dtype", cfg.dtype, DTYPES)
-    _one_of("solver.impl", s.impl, SGD_IMPLS)
+    _one_of("solver.impl", s.impl, ADMM_IMPLS if s.name == "admm" else SGD_IMPLS)
     if d.name not in DATASETS:
         _fail("dataset", f"one of {', '.join(sorted(DATASETS))}", d.name)
     if not s.lam >= 0:

@@ -35,7 +35,15 @@ def run_solver(
     }
     if settings.name == "admm":
         beta = list(settings.beta) if isinstance(settings.beta, list | tuple) else settings.beta
-        return admm.fit(data.x_train, data.y_train, weights, lam=settings.lam, beta=beta, **common)
+        return admm.fit(
+            data.x_train,
+            data.y_train,
+            weights,
+            lam=settings.lam,
+            beta=beta,
+            impl=settings.impl,
+            **common,
+        )
     return sgd.fit(
         data.x_train,
         data.y_train,

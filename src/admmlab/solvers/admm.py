@@ -26,6 +26,9 @@ that is one block: after the first iteration none is allocated. The SPD systems 
 formed in pool arrays too and factored where they lie, and each Gram matrix is
 rewritten in its own buffer.
 
+:mod:`admmlab.solvers.admm_reference` is the same iteration written as the paper writes
+it (``fit(..., impl="reference")``); the tests hold the two equal.
+
 Where the code solves an equation of docs/algorithm.md by another formula, the formula
 is exact and only the rounding differs (there is no inexact variant to switch off):
 step 3's ``i = L`` system is solved through the Woodbury identity when ``m < n``;
@@ -42,10 +45,12 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import torch
 
 from admmlab.nets import Activation, get_activation
+from admmlab.solvers.admm_reference import SATURATION_THRESHOLD, ReferenceStep
 from admmlab.solvers.base import (
     Callback,
     FitResult,
@@ -59,8 +64,7 @@ from admmlab.solvers.base import (
 )
 
 Tensor = torch.Tensor
-
-SATURATION_THRESHOLD = 1e-3  # σ' below this counts as saturated (docs/algorithm.md)
+IMPLS = ("fast", "reference")
 
 
 # ---------------------------------------------------------------- workspace
@@ -103,10 +107,9 @@ def _cholesky_(system: Tensor) -> Tensor:
     column-major view, LAPACK's layout, it is factored where it lies. That saves the
     copy and the fresh array of ``cholesky_ex(system)``, each one more pass over a
     matrix the products have pushed out of cache, and LAPACK's upper variant is the
-    faster one (0.40 against 0.65 ms at n = 301). A trial whose system is not SPD gets
-    NaN on its factor's diagonal, which every solve with it spreads: ``cholesky_ex``
-    does not synchronise with the device, and the per-iteration check names the bad
-    iterate.
+    faster one. A trial whose system is not SPD gets NaN on its factor's diagonal,
+    which every solve with it spreads: ``cholesky_ex`` does not synchronise with the
+    device, and the per-iteration check names the bad iterate.
     """
     upper = system.mT
     info = torch.empty(system.shape[:-2], dtype=torch.int32, device=system.device)
@@ -138,8 +141,8 @@ def _apply_shifted_inverse(
     inverse loses no accuracy; the weight systems keep :func:`_solve_right`.
 
     ``Uᵀ`` (a view) is passed as the lower factor: LAPACK's lower-factor inverse is
-    the faster one here (0.57 against 0.70 ms at n = 300). ``M⁻¹`` is formed in a
-    spare array of ``pool``; ``system`` is overwritten (:func:`_cholesky_`).
+    the faster one here. ``M⁻¹`` is formed in a spare array of ``pool``; ``system`` is
+    overwritten (:func:`_cholesky_`).
     """
     lower = _cholesky_(system).mT
     inverse = torch.cholesky_inverse(lower, out=pool.take(system).mT)
@@ -175,8 +178,8 @@ def _dot(a: Tensor, b: Tensor, pool: _Pool) -> Tensor:
     """``⟨a, b⟩_F`` per trial, ``(K,)``.
 
     One trial takes BLAS's dot; several sum ``a ⊙ b`` formed in a spare array of
-    ``pool``, as ``vecdot`` would in a fresh one: at K = 20 that runs in half the
-    time of the batched product ``(1×n)(n×1)``.
+    ``pool``, as ``vecdot`` would in a fresh one, which is faster than the batched
+    product ``(1×n)(n×1)``.
     """
     n_trials = a.shape[0]
     if n_trials == 1:
@@ -194,8 +197,8 @@ def _lower_gram(a: Tensor, out: Tensor, blocks: int = 3) -> Tensor:
     :func:`_cholesky_` reads only the lower triangle, and skipping the blocks above
     the diagonal saves a third of the product (torch has no ``syrk``). One trial's
     blocks are written in place; torch would form several trials' blocks in a strided
-    ``out`` one trial at a time, so those are formed whole and copied in (twice as
-    fast at K = 20, width 20).
+    ``out`` one trial at a time, so those are formed whole and copied in, which is
+    faster.
     """
     rows = a.shape[-2]
     edges = [rows * j // blocks for j in range(blocks + 1)]
@@ -703,6 +706,85 @@ def _trial_weights(weights: Sequence[Tensor], n_trials: int) -> list[Tensor]:
     return [w.unsqueeze(0).repeat(n_trials, 1, 1) for w in weights]
 
 
+# ---------------------------------------------------------------- the two implementations
+
+
+class Step(Protocol):
+    """An ADMM implementation as :func:`fit` drives it: the current weights ``W_1 … W_{L+1}``,
+    one iteration returning its metrics and ``‖r_i‖`` per constraint, and the iterate
+    named for error reports."""
+
+    @property
+    def w(self) -> list[Tensor]: ...
+
+    def iterate(self) -> tuple[dict[str, Tensor], list[Tensor]]: ...
+
+    def named_quantities(self) -> list[tuple[str, Tensor]]: ...
+
+
+class FastStep:
+    """:func:`admm_iteration` on an :class:`_Iterate`: 𝓛 and the residuals come from step
+    5's by-products, the network's forward pass starts from step 3's ``Z_1``."""
+
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        weights: list[Tensor],
+        act: Activation,
+        *,
+        lam: float,
+        betas: Sequence[float],
+        classification: bool,
+    ) -> None:
+        self.it = _initial_iterate(_ones_row_buffer(x.mT), weights, act, betas)
+        self.y, self.y_cols = y, y.mT.contiguous()
+        self.act, self.lam, self.betas, self.classification = act, lam, betas, classification
+        self.edge = _saturation_edge(act)
+
+    @property
+    def w(self) -> list[Tensor]:
+        return self.it.w
+
+    def named_quantities(self) -> list[tuple[str, Tensor]]:
+        return self.it.named_quantities()
+
+    def iterate(self) -> tuple[dict[str, Tensor], list[Tensor]]:
+        it, lam, betas = self.it, self.lam, self.betas
+        constraints, train = admm_iteration(
+            it, self.y_cols, self.act, self._forward_metrics, lam=lam, betas=betas
+        )
+        lagrangian = augmented_lagrangian(
+            it.v_out, self.y_cols, it.w, constraints, lam=lam, betas=betas
+        )
+        return {"aug_lagrangian": lagrangian, **train}, [sq.sqrt() for sq, _ in constraints]
+
+    def _forward_metrics(self, pre: Tensor, hidden: Tensor) -> dict[str, Tensor]:
+        it = self.it
+        return _train_metrics(
+            it.w, pre, hidden, self.y, self.act, self.edge, self.classification, it.pool
+        )
+
+
+def make_step(
+    impl: str,
+    x: Tensor,
+    y: Tensor,
+    weights: list[Tensor],
+    act: Activation,
+    *,
+    lam: float,
+    betas: Sequence[float],
+    classification: bool,
+) -> Step:
+    """The iteration ``impl`` names, started at ``weights`` (with a leading K) on ``x``,
+    ``y`` (samples as rows)."""
+    steps = {"fast": FastStep, "reference": ReferenceStep}
+    if impl not in steps:
+        raise ValueError(f"unknown ADMM iteration implementation {impl!r}; choose one of {IMPLS}")
+    return steps[impl](x, y, weights, act, lam=lam, betas=betas, classification=classification)
+
+
 # ---------------------------------------------------------------- the solver
 
 
@@ -721,6 +803,7 @@ def fit(
     Y_val: Tensor | None = None,
     classification: bool = False,
     callback: Callback | None = None,
+    impl: str = "fast",
 ) -> FitResult:
     """Train with the ADMM of docs/algorithm.md for ``epochs`` iterations.
 
@@ -736,6 +819,10 @@ def fit(
     stopped and why. Without a trial dimension, or once every trial has stopped, it
     raises :class:`NonFiniteError` whose ``partial`` holds the last finite weights and
     the history before it.
+
+    ``impl`` picks the iteration: ``"fast"`` (the default, :func:`admm_iteration`) or
+    ``"reference"``, the paper's steps as written that it is tested against
+    (:mod:`admmlab.solvers.admm_reference`).
     """
     X, Y, weights, held_out = as_problem(
         X, Y, weights, {"test": (X_test, Y_test), "val": (X_val, Y_val)}
@@ -747,15 +834,10 @@ def fit(
     n_trials, batched = trial_layout(X, Y, weights)
     w0 = _trial_weights([w.to(device, dtype) for w in weights], n_trials)
 
-    it = _initial_iterate(_ones_row_buffer(X.mT), w0, act, betas)
-    y_cols = Y.mT.contiguous()
-    edge = _saturation_edge(act)
+    step = make_step(impl, X, Y, w0, act, lam=lam, betas=betas, classification=classification)
     recorder = HistoryRecorder(callback)
     stops = TrialStops(n_trials, batched, device)
-    good_weights = it.w
-
-    def forward_metrics(pre: Tensor, hidden: Tensor) -> dict[str, Tensor]:
-        return _train_metrics(it.w, pre, hidden, Y, act, edge, classification, it.pool)
+    good_weights = [w.clone() for w in step.w]  # the fast step overwrites these in place
 
     def result(w: list[Tensor]) -> FitResult:
         w = stops.final(w)
@@ -764,33 +846,27 @@ def fit(
 
     for epoch in range(1, int(epochs) + 1):
         start = time.perf_counter()
-        constraints, train = admm_iteration(it, y_cols, act, forward_metrics, lam=lam, betas=betas)
-        metrics = {
-            "aug_lagrangian": augmented_lagrangian(
-                it.v_out, y_cols, it.w, constraints, lam=lam, betas=betas
-            ),
-            **train,
-        }
-        metrics.update(evaluate(it.w, act, held_out, classification=classification))
+        metrics, residuals = step.iterate()
+        metrics.update(evaluate(step.w, act, held_out, classification=classification))
         finite = torch.isfinite(metrics["aug_lagrangian"] + metrics["train_mse"])
         try:
-            stops.check(epoch, finite, partial(_quantities, it, metrics, lam), good_weights)
+            stops.check(epoch, finite, partial(_quantities, step, metrics, lam), good_weights)
         except NonFiniteError as err:
             err.partial = result(good_weights)
             raise
         elapsed = time.perf_counter() - start
-        for i, (sq, _) in enumerate(constraints, start=1):
-            metrics[f"residual/layer_{i}"] = sq.sqrt()
+        for i, norm in enumerate(residuals, start=1):
+            metrics[f"residual/layer_{i}"] = norm
         metrics["epoch_time_s"] = torch.full((n_trials,), elapsed, dtype=dtype, device=device)
         recorder.record(epoch, stops.mask(metrics))
-        good_weights = list(it.w)
+        good_weights = list(step.w)
     return result(good_weights)
 
 
-def _quantities(it: _Iterate, metrics: dict[str, Tensor], lam: float) -> list[Quantity]:
+def _quantities(step: Step, metrics: dict[str, Tensor], lam: float) -> list[Quantity]:
     """What may go non-finite, in the order an iteration computes it, with a hint each:
     the iterate, then 𝓛 and train_mse (from which the per-epoch check reads)."""
-    named = [(name, t, _precision_hint(name, t.dtype, lam)) for name, t in it.named_quantities()]
+    named = [(name, t, _precision_hint(name, t.dtype, lam)) for name, t in step.named_quantities()]
     return [*named, *((name, metrics[name], "") for name in ("aug_lagrangian", "train_mse"))]
 
 
