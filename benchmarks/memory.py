@@ -7,11 +7,14 @@ measured in a fresh subprocess: the resident set after importing torch and
 admmlab and building the data is the baseline; the peak (VmHWM, reset just before
 the run) during ``admmlab.solvers.admm.fit`` is compared with the bytes of all
 W, V, U plus X and Y. It is measured twice, under glibc's default allocator policy
-and under a lean one, ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4194304``
-(arrays over 4 MiB go back to the system when freed), with the seconds per
-iteration of each. An iteration takes its ``n × N`` temporaries from a pool it
-reuses, so the two should agree in memory and time: a gap means that something
-allocates such arrays per iteration.
+(``ADMMLAB_MMAP_THRESHOLD=0``) and under admmlab's, the fixed 4 MiB mmap threshold
+set at import (admmlab.allocator: arrays over 4 MiB go back to the system when
+freed), with the seconds per iteration of each. An iteration takes its ``n × N``
+temporaries from a pool it reuses, so the two should agree in memory and time: a
+gap means that something allocates such arrays per iteration.
+Then the growth of a long SGD run: the resident set of the tuned SGD (sigmoid)
+setting ((2, 60), K = 20, the autograd step) between epoch 10 and the last, per
+epoch, under both policies, with the seconds per epoch of each.
 A third subprocess follows every tensor the run allocates and prints which ones
 are alive at the moment of the largest total, by the line of admmlab that made
 them: the allocations to remove if the ratio is too high.
@@ -38,7 +41,7 @@ from benchkit import header, parse_args, summary, table
 Tensor = torch.Tensor
 MiB = 2**20
 ADMM = {"lam": 1e-6, "beta": 1.0, "activation": "sigmoid"}
-LEAN_POLICY = {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=4194304"}
+POLICIES = {"glibc default": {"ADMMLAB_MMAP_THRESHOLD": "0"}, "admmlab": {}}
 
 
 @dataclass
@@ -111,6 +114,35 @@ def _lifetime_peak() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure_growth(setting: Setting) -> dict[str, float]:
+    """Resident-set growth per epoch of a long SGD run (``setting.epochs`` epochs)."""
+    from admmlab.data import load_dataset
+    from admmlab.nets import init_weights
+    from admmlab.solvers import sgd
+
+    k = 20
+    d = load_dataset("square", seed=0, n_train=1000, n_test=1000, noise_std=0.0, val_fraction=0.0)
+    ws = [
+        init_weights(
+            "xavier", [1, 60, 60, 1], scale=8.6, generator=torch.Generator().manual_seed(s)
+        )
+        for s in range(k)
+    ]
+    w = [torch.stack(layer) for layer in zip(*ws, strict=True)]
+    x, y = d.x_train.expand(k, -1, -1), d.y_train.expand(k, -1, -1)
+    seen: dict[int, tuple[float, float]] = {}
+
+    def record(epoch: int, _metrics) -> None:
+        seen[epoch] = (_status_kib("VmRSS") * 1024, time.perf_counter())
+
+    sgd.fit(x, y, w, method="sgd", lr=0.042, lr_gamma=0.9989, epochs=setting.epochs,
+            activation="sigmoid", seeds=list(range(k)), X_test=x, Y_test=y, callback=record,
+            impl="reference")  # fmt: skip
+    (rss0, t0), (rss1, t1) = seen[10], seen[setting.epochs]
+    epochs = setting.epochs - 10
+    return {"growth_per_epoch": (rss1 - rss0) / epochs, "seconds": (t1 - t0) / epochs}
 
 
 # ---------------------------------------------------------------- live tensors (child)
@@ -189,7 +221,11 @@ def trace_live(setting: Setting) -> dict[str, object]:
 # ---------------------------------------------------------------- parent
 
 
-CHILD_TASKS: dict[str, Callable[[Setting], dict]] = {"rss": measure_rss, "trace": trace_live}
+CHILD_TASKS: dict[str, Callable[[Setting], dict]] = {
+    "rss": measure_rss,
+    "trace": trace_live,
+    "growth": measure_growth,
+}
 
 
 def in_subprocess(task: str, setting: Setting, env: dict[str, str] | None = None) -> dict:
@@ -227,15 +263,30 @@ def report(setting: Setting, policies: dict[str, dict], trace: dict) -> float:
         ["allocated at", "MiB", "tensors"],
         rows,
     )
-    default, lean = policies["default"], policies["lean"]
+    default, ours = policies["glibc default"], policies["admmlab"]
     summary(
         "memory",
-        ratio=ratios["default"],
-        lean_ratio=ratios["lean"],
+        ratio=ratios["admmlab"],
+        glibc_default_ratio=ratios["glibc default"],
         live_ratio=trace["peak"] / own,
-        lean_slowdown=lean["seconds"] / default["seconds"],
+        admmlab_over_default_time=ours["seconds"] / default["seconds"],
     )
-    return ratios["default"]
+    return ratios["admmlab"]
+
+
+def report_growth(setting: Setting, growth: dict[str, dict]) -> None:
+    table(
+        f"SGD (sigmoid) (2, 60), K = 20, autograd step, epochs 10–{setting.epochs}",
+        ["policy", "MiB / epoch", "s / epoch"],
+        [(name, g["growth_per_epoch"] / MiB, g["seconds"]) for name, g in growth.items()],
+    )
+    default, ours = growth["glibc default"], growth["admmlab"]
+    summary(
+        "long_run_growth",
+        glibc_default_mib_per_epoch=default["growth_per_epoch"] / MiB,
+        admmlab_mib_per_epoch=ours["growth_per_epoch"] / MiB,
+        admmlab_over_default_time=ours["seconds"] / default["seconds"],
+    )
 
 
 def main() -> None:
@@ -246,11 +297,11 @@ def main() -> None:
     args = parse_args(__doc__)
     header("Peak memory of admmlab.solvers.admm.fit")
     setting = Setting(n_samples=2000 if args.quick else 10000)
-    policies = {
-        "default": in_subprocess("rss", setting),
-        "lean": in_subprocess("rss", setting, LEAN_POLICY),
-    }
+    policies = {name: in_subprocess("rss", setting, env) for name, env in POLICIES.items()}
     report(setting, policies, in_subprocess("trace", setting))
+    long_run = Setting(epochs=40 if args.quick else 100)
+    growth = {name: in_subprocess("growth", long_run, env) for name, env in POLICIES.items()}
+    report_growth(long_run, growth)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ and the checks the benchmarks rely on (batched equals separate, the fast SGD
 step's gradient equals autograd's).
 """
 
+import math
 import sys
 from pathlib import Path
 
@@ -106,6 +107,8 @@ def test_memory_counts_iterates_and_follows_live_tensors():
     assert traced["peak"] > 0
     labels = [label for label, _ in traced["at_peak"]]
     assert any(label.startswith("admm.py:") for label in labels)
+    growth = memory.in_subprocess("growth", memory.Setting(epochs=12))
+    assert growth["seconds"] > 0 and math.isfinite(growth["growth_per_epoch"])
 
 
 def test_studies_parse_every_small_budget_and_measure_a_setting():
