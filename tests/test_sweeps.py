@@ -7,7 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import optuna
 import pytest
 
+from admmlab import tracking
 from admmlab.paths import sweeps_dir
+from admmlab.report import aggregate
+from admmlab.sweeping import best_setting
+from admmlab.tracking.reader import load_study
 from conftest import journal_study, runs_of
 from hydra_plugins.admmlab_optuna_sweeper import search_space
 
@@ -163,6 +167,42 @@ def test_failed_setting_is_recorded_and_the_sweep_goes_on(cli, client):
     assert settings["0.01"].info.status == "FINISHED"
     (study,) = runs_of(client, "study")
     assert study.info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_setting_refused_in_a_sweep_is_a_failed_setting_with_its_reason(cli, client, store_uri):
+    done = cli(
+        "-m", "solver=admm", "model.width=-3,8", "solver.epochs=2", "trials=1",
+        "dataset.n_train=200",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    reason = "model.width must be a positive integer, got -3"
+    assert f"[admmlab] setting failed: {reason}" in done.stderr
+    (study,) = runs_of(client, "study")
+    settings = {s.data.params["model.width"]: s for s in runs_of(client, "setting")}
+    refused, kept = settings["-3"], settings["8"]
+    assert refused.info.status == "FAILED" and refused.data.tags["failure_reason"] == reason
+    assert "model.width=-3" in refused.data.tags["overrides"].split()
+    for setting in (refused, kept):
+        assert setting.data.tags["mlflow.parentRunId"] == study.info.run_id
+        assert setting.data.tags["admmlab.study"] == study.data.tags["admmlab.study"]
+    assert kept.info.status == "FINISHED" and study.info.status == "FINISHED"
+    # the study's report counts it failed
+    record = load_study(store_uri, study.info.run_id)
+    row = aggregate.setting_frame(aggregate.trial_frame(record)).set_index("width").loc[-3]
+    assert (row["n"], row["n_failed"], row["n_diverged"]) == (0, 1, 0)
+
+
+def test_the_best_setting_is_never_one_with_a_diverged_trial(store_uri):
+    store = tracking.Store("best", store_uri)
+    study = tracking.start_study(store, "best", {"purpose": "test"})
+    for objective, n_diverged in ((1e-3, 1), (2e-3, 0)):  # the lower one lost a trial
+        run_id = store.start_run("s", parent=study, tags={tracking.KIND_TAG: "setting"})
+        store.log_final(run_id, {"objective": objective, "n_diverged": n_diverged})
+        store.set_tags(run_id, {"objective_name": "best_train_mse"})
+        store.end_run(run_id, "FINISHED")
+    best = best_setting(tracking.study_settings(store, study))
+    assert best is not None and best["objective"] == 2e-3
 
 
 def test_failure_rate_limit_stops_the_sweep_with_one_line(cli, client):

@@ -158,7 +158,57 @@ def test_when_every_trial_diverges_each_keeps_its_own_reason(make_cfg, client, m
     assert trials["8"].data.tags["failure_reason"] == (
         "NonFiniteError: V_3 became non-finite at epoch 3"
     )
-    assert "failure_reason" not in trials["7"].data.tags  # the setting's reason is its own
+    # the trial that went bad last has its own reason too, not only the setting's
+    assert trials["7"].data.tags["failure_reason"] == (
+        "NonFiniteError: V_3 became non-finite at epoch 4"
+    )
+    assert setting.data.metrics["n_diverged"] == 2
+
+
+def test_when_seeds_diverge_at_different_epochs_each_trial_says_when_and_reads_nan_after(
+    make_cfg, client
+):
+    cfg = make_cfg(
+        "solver=sgd",
+        "activation=relu",
+        "solver.lr=1000",
+        "solver.epochs=5",
+        "model.width=8",
+        "trials=3",
+    )
+    with pytest.raises(NonFiniteError):
+        run(cfg)
+    (setting,) = runs_of(client, "setting")
+    trials = runs_of(client, "trial")
+    stopped_at = {}
+    for t in trials:
+        assert t.info.status == "FAILED"
+        reason = t.data.tags["failure_reason"]  # every trial's own, not just some
+        assert reason.startswith("NonFiniteError: train_mse became non-finite at epoch ")
+        epoch = int(reason.rsplit(" ", 1)[1])
+        stopped_at[t.data.tags["seed"]] = epoch
+        curve = sorted(client.get_metric_history(t.info.run_id, "train_mse"), key=lambda m: m.step)
+        assert curve and all(math.isfinite(m.value) for m in curve if m.step < epoch)
+        # NaN from the epoch it stopped on, never a clamped 1.7e308 afterwards
+        assert all(math.isnan(m.value) for m in curve if m.step >= epoch), curve
+    assert stopped_at == {"0": 3, "1": 3, "2": 2}  # seed 2 overflows an epoch earlier
+    assert setting.info.status == "FAILED"
+    assert setting.data.tags["failure_reason"] == (  # naming every trial
+        "NonFiniteError: train_mse became non-finite at epoch 3 in trial(s) [0, 1]; "
+        "trial(s) [2] had stopped before"
+    )
+    assert setting.data.metrics["n_diverged"] == 3
+    assert math.isnan(setting.data.metrics["best_train_mse"])  # no trial finished
+
+
+@pytest.mark.slow
+def test_a_run_refused_for_its_data_leaves_no_experiment(cli, client, tmp_path):
+    done = cli("dataset=ptb", f"dataset.path={tmp_path / 'nowhere'}", "model.width=8")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "does not exist" in lines[0]
+    assert "ptb" not in {e.name for e in client.search_experiments()}
+    assert runs_of(client) == []
 
 
 def test_same_config_and_seed_give_identical_metrics(make_cfg):

@@ -92,13 +92,15 @@ def maximise(objective_name: str) -> bool:
 
 
 def best_setting(runs: list[Any]) -> dict[str, Any] | None:
-    """The finished setting with the best ``objective`` (direction by its name)."""
+    """The finished setting with the best ``objective`` (direction by its name), among
+    those with no diverged trial: a partly diverged setting, whose means are over its
+    finished trials only, is one Optuna counts failed."""
     scored = [
         r
         for r in runs
         if r.info.status == "FINISHED"
-        and "objective" in r.data.metrics
-        and math.isfinite(r.data.metrics["objective"])
+        and not r.data.metrics.get("n_diverged", 0)
+        and math.isfinite(r.data.metrics.get("objective", math.nan))
     ]
     if not scored:
         return None

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,18 @@ from admmlab.sweeping import (
     is_multirun,
     job_overrides,
 )
-from admmlab.tracking import INTERRUPTED, Store, TrackingError, artifact_dir, setting_run
+from admmlab.tracking import (
+    INTERRUPTED,
+    STUDY_TAG,
+    SettingRun,
+    Store,
+    TrackingError,
+    artifact_dir,
+    check_store,
+    default_uri,
+    record_failed_setting,
+    setting_run,
+)
 
 USER_ERRORS = (ConfigError, DataError, TrackingError)
 
@@ -127,13 +139,16 @@ def initial_weights(cfg: RunConfig, data: Dataset, seeds: list[int]) -> list[tor
     return [torch.stack(layer).to(data.x_train.device) for layer in zip(*per_trial, strict=True)]
 
 
-def summarise(result: FitResult) -> dict[str, list[float]]:
+def summarise(result: FitResult, stopped: Iterable[int] | None = None) -> dict[str, list[float]]:
     """Per-trial final metrics: the solver's summary plus the last value of each metric.
 
-    A trial that diverged has none: its values are NaN (its history says how far it
-    got), so a mean over trials, the objective, is NaN too and a sweeper counts the
-    setting failed.
+    A trial that diverged (those in ``stopped``, by default ``result.diverged``) has
+    none: its values are NaN (its history says how far it got), so a mean over trials,
+    the objective, is NaN too and a sweeper counts the setting failed. A history with
+    no epoch yet gives an empty summary.
     """
+    if not result.history:
+        return {}
     out = {}
     for name, values in result.history.items():
         if not name.startswith(("residual/", "saturation/", "grad_norm/", "epoch_time")):
@@ -146,7 +161,7 @@ def summarise(result: FitResult) -> dict[str, list[float]]:
     out["run_time_s"] = result.history["epoch_time_s"].sum(dim=0)
     summary = {k: [float(x) for x in v.cpu().reshape(-1)] for k, v in out.items()}
     for values in summary.values():
-        for k in result.diverged:
+        for k in result.diverged if stopped is None else stopped:
             values[k] = math.nan
     return summary
 
@@ -182,20 +197,25 @@ def check_objectives(names: list[str], data: Dataset) -> None:
             raise ConfigError(f"objective must be one of {', '.join(sorted(known))}, got {name!r}")
 
 
-def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
-    """Train one setting described by the composed ``cfg``; track it unless disabled.
+@dataclass
+class Prepared:
+    """A setting that every check has passed: its values, seeds, data, weights, objectives."""
 
-    Everything that can be refused (values, device, store, data files,
-    objective) is checked before an MLflow run is opened or training starts.
-    """
+    typed: RunConfig
+    seeds: list[int]
+    data: Dataset
+    weights: list[torch.Tensor]
+    objectives: list[str]
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Everything that can refuse a setting (values, device, store, data files,
+    objective), before anything is written to the store: a refused single run leaves
+    no experiment behind."""
     typed = validate(cfg)
     device = resolve_device(typed.device)
-    store = None
     if typed.tracking.enabled:
-        experiment = (
-            os.environ.get(EXPERIMENT_ENV) or typed.tracking.experiment or typed.dataset.name
-        )
-        store = Store(experiment, typed.tracking.uri)
+        check_store(typed.tracking.uri or default_uri())  # fail fast, creating nothing
     seeds = [typed.seed + k for k in range(typed.trials)]
     data = load_trials(typed, seeds, device)
     n_train = data.x_train.shape[-2]
@@ -207,12 +227,30 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
     weights = initial_weights(typed, data, seeds)
     objectives = objective_names(typed, data)
     check_objectives(objectives, data)
+    return Prepared(typed, seeds, data, weights, objectives)
+
+
+def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
+    """Train one setting described by the composed ``cfg``; track it unless disabled.
+
+    Everything that can be refused is checked (:func:`prepare`) before an MLflow run
+    is opened or training starts. Under a study run (``parent``, or the sweep's), a
+    refused setting is recorded as a FAILED setting run with its reason, then re-raised.
+    """
+    parent = parent or os.environ.get(STUDY_ENV)
+    try:
+        ready = prepare(cfg)
+    except Exception as err:
+        if parent:
+            record_refused(cfg, parent, failure_message(err))
+        raise
+    typed, seeds, objectives = ready.typed, ready.seeds, ready.objectives
 
     def train(callback=None) -> tuple[FitResult, dict[str, list[float]], dict[str, float]]:
         result = run_solver(
             typed.solver,
-            data,
-            weights,
+            ready.data,
+            ready.weights,
             activation=typed.activation.name,
             seeds=seeds,
             callback=callback,
@@ -220,9 +258,10 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         summary = summarise(result)
         return result, summary, {n: objective_value(n, summary) for n in objectives}
 
-    if store is None:
+    if not typed.tracking.enabled:
         result, summary, values = train(_check_interrupts)
         return Outcome(values, summary, None, _by_seed(result.diverged, seeds))
+    store = Store(_experiment(typed.tracking.experiment, typed.dataset.name), typed.tracking.uri)
     container = OmegaConf.to_container(cfg, resolve=True)
     tags = runinfo.tags(typed, study=os.environ.get(STUDY_NAME_ENV))
     tags["overrides"] = " ".join(job_overrides())
@@ -232,7 +271,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         params=runinfo.flatten(container),
         tags=tags,
         seeds=seeds,
-        parent=parent or os.environ.get(STUDY_ENV),
+        parent=parent,
         flush_every=typed.tracking.flush_every,
         stride=curve_stride(typed.solver.epochs, typed.tracking.max_points),
     ) as tracked:
@@ -245,11 +284,9 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         try:
             result, summary, values = train(log_epoch)
         except NonFiniteError as err:
-            if err.partial is not None:  # trials that stopped before the last keep their reason
-                tracked.stop_trials(_reasons(err.partial))
-                _log_partial_artifacts(store, tracked.run_id, container, err.partial, seeds)
+            _record_divergence(store, tracked, container, err, seeds)
             raise
-        tracked.stop_trials(_reasons(result))
+        tracked.stop_trials(_reasons(result.diverged))
         tracked.log_summary(summary)
         _log_artifacts(store, tracked.run_id, container, result, seeds, typed.tracking.log_weights)
         outcome = Outcome(values, summary, tracked.run_id, _by_seed(result.diverged, seeds))
@@ -258,9 +295,85 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
     return outcome
 
 
-def _reasons(result: FitResult) -> dict[int, str]:
+def _experiment(configured: str | None, dataset: str) -> str:
+    """The sweep's experiment, else ``tracking.experiment``, else the dataset's name."""
+    return os.environ.get(EXPERIMENT_ENV) or configured or dataset
+
+
+def failure_message(err: BaseException) -> str:
+    """The one line that says why a setting failed: a user error's own message, else
+    the exception's type and message."""
+    if isinstance(err, NonFiniteError):
+        return f"run diverged: {err}"
+    return str(err) if isinstance(err, USER_ERRORS) else f"{type(err).__name__}: {err}"
+
+
+def record_refused(cfg: DictConfig, parent: str, reason: str) -> None:
+    """Record a setting refused before training as a FAILED child of the study run
+    ``parent``, with its reason and overrides, so that the study counts it; says so in
+    one line, rather than hide the refusal, when the store cannot take it."""
+    if not OmegaConf.select(cfg, "tracking.enabled", default=True):
+        return
+    experiment = _experiment(
+        OmegaConf.select(cfg, "tracking.experiment", default=None),
+        str(OmegaConf.select(cfg, "dataset.name", default="unknown")),
+    )
+    overrides = " ".join(job_overrides())
+    tags = {**_raw_tags(cfg), **runinfo.provenance(), "overrides": overrides}
+    if study := os.environ.get(STUDY_NAME_ENV):
+        tags[STUDY_TAG] = study
+    try:
+        store = Store(experiment, OmegaConf.select(cfg, "tracking.uri", default=None))
+        name = f"refused: {overrides}" if overrides else "refused"
+        record_failed_setting(
+            store, name, params=_raw_params(cfg), tags=tags, parent=parent, reason=reason
+        )
+    except Exception as err:
+        print(f"warning: could not record the refused setting: {err}", file=sys.stderr)
+
+
+def _raw_tags(cfg: DictConfig) -> dict[str, str]:
+    """What a setting run is tagged with, read from a config that failed validation."""
+    keys = {
+        "solver": "solver.name",
+        "activation": "activation.name",
+        "init": "init.name",
+        "dataset": "dataset.name",
+    }
+    found = {tag: OmegaConf.select(cfg, key, default=None) for tag, key in keys.items()}
+    return {tag: str(value) for tag, value in found.items() if value is not None}
+
+
+def _raw_params(cfg: DictConfig) -> dict[str, object]:
+    """The flattened config as params, resolved where it can be (an interpolation may be
+    what was refused)."""
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:
+        container = OmegaConf.to_container(cfg, resolve=False)
+    return runinfo.flatten(container)
+
+
+def _record_divergence(
+    store: Store, tracked: SettingRun, container, err: NonFiniteError, seeds: list[int]
+) -> None:
+    """Every trial has diverged: each trial run gets its own reason, the setting run
+    ``n_diverged`` and the summary it has, and the history is kept as artifacts."""
+    partial = err.partial
+    stopped = {**(partial.diverged if partial else {}), **err.reasons}
+    tracked.stop_trials(_reasons(stopped))
+    if partial is None:
+        return
+    try:
+        tracked.log_summary(summarise(partial, stopped))
+    except Exception as failed:
+        print(f"warning: could not log the diverged run's summary: {failed}", file=sys.stderr)
+    _log_partial_artifacts(store, tracked.run_id, container, partial, seeds)
+
+
+def _reasons(diverged: dict[int, str]) -> dict[int, str]:
     """Each stopped trial's ``failure_reason``, as a failed run's reads."""
-    return {k: f"{NonFiniteError.__name__}: {why}" for k, why in result.diverged.items()}
+    return {k: f"{NonFiniteError.__name__}: {why}" for k, why in diverged.items()}
 
 
 def _by_seed(diverged: dict[int, str], seeds: list[int]) -> dict[int, str]:
@@ -319,24 +432,24 @@ def _print_summary(cfg: DictConfig, outcome: Outcome, seconds: float) -> None:
 def hydra_entry(cfg: DictConfig) -> float | list[float]:
     """Single run: a user error or divergence is one line and a non-zero exit.
 
-    In a multirun, a failed setting is already recorded FAILED in MLflow; the job
-    reports it, returns NaN (the sweeper counts it as failed) and the sweep goes
-    on unless the study's failure rate passes ``max_failure_rate``.
+    In a multirun, a failed setting is already recorded FAILED in MLflow (one refused
+    before training too, by :func:`run`); the job reports it, returns NaN (the sweeper
+    counts it as failed) and the sweep goes on unless the study's failure rate passes
+    ``max_failure_rate``.
     """
     interrupts.install()  # again here: launchers run jobs in processes of their own
     start = time.perf_counter()
     try:
         outcome = run(cfg)
     except (*USER_ERRORS, NonFiniteError) as err:
-        message = f"run diverged: {err}" if isinstance(err, NonFiniteError) else str(err)
         if not is_multirun():
-            print(f"error: {message}", file=sys.stderr)
+            print(f"error: {failure_message(err)}", file=sys.stderr)
             sys.exit(3 if isinstance(err, NonFiniteError) else 2)
-        return _failed_job(cfg, message)
+        return _failed_job(cfg, failure_message(err))
     except Exception as err:
         if not is_multirun():
             raise
-        return _failed_job(cfg, f"{type(err).__name__}: {err}")
+        return _failed_job(cfg, failure_message(err))
     _print_summary(cfg, outcome, time.perf_counter() - start)
     return outcome.sweeper_value()
 

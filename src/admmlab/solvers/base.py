@@ -1,7 +1,7 @@
 """What every solver shares: the result type, the epoch observer and divergence."""
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -18,10 +18,23 @@ Callback = Callable[[int, dict[str, Tensor]], None]
 class NonFiniteError(FloatingPointError):
     """An iterate, weight or loss went NaN/inf; carries where and when."""
 
-    def __init__(self, quantity: str, epoch: int, trials: Sequence[int], hint: str = ""):
+    def __init__(
+        self,
+        quantity: str,
+        epoch: int,
+        trials: Sequence[int],
+        hint: str = "",
+        *,
+        reasons: Mapping[int, str] | None = None,
+        note: str = "",
+    ):
         self.quantity, self.epoch, self.trials = quantity, epoch, list(trials)
         self.partial: FitResult | None = None  # history up to the bad epoch
-        super().__init__(went_non_finite(quantity, epoch, hint, trials=self.trials))
+        # Trial k → its own one-line reason, for every trial that went bad at ``epoch``
+        # (those that had stopped before are in ``partial.diverged``).
+        self.reasons: dict[int, str] = dict(reasons or {})
+        message = went_non_finite(quantity, epoch, hint, trials=self.trials)
+        super().__init__(f"{message}; {note}" if note else message)
 
 
 def went_non_finite(
@@ -208,12 +221,14 @@ class TrialStops:
     on; the other trials go on exactly as they would alone (nothing an iteration does
     mixes trials), so one diverging seed costs a study one trial, not the setting.
     Without a trial dimension, or once every trial has stopped, the run raises
-    :class:`NonFiniteError` instead, naming the first bad quantity.
+    :class:`NonFiniteError` instead, naming the first bad quantity; its ``reasons``
+    hold the line of each trial that stopped in that epoch.
     """
 
     def __init__(self, n_trials: int, batched: bool, device: torch.device):
         self.batched = batched
         self.stopped = torch.zeros(n_trials, dtype=torch.bool, device=device)
+        self._masking = False  # whether any trial has stopped, without a device sync
         self.reasons: dict[int, str] = {}
         self._kept: dict[int, list[Tensor]] = {}
 
@@ -236,17 +251,37 @@ class TrialStops:
             return
         listed = quantities() if callable(quantities) else quantities
         first = _first_non_finite(listed, fresh.nonzero().flatten().tolist())
+        # Masked from this epoch on, also in the epoch a raising solver still records.
+        self.stopped |= fresh
+        self._masking = True
         if not self.batched or len(self.reasons) + len(first) == len(self.stopped):
-            name, hint = next(iter(first.values()))  # the earliest bad quantity
-            raise NonFiniteError(name, epoch, [k for k, q in first.items() if q[0] == name], hint)
+            raise self._none_left(epoch, first)
         for k, (name, hint) in first.items():
             self.reasons[k] = went_non_finite(name, epoch, hint)
             self._kept[k] = [w[k].clone() for w in last_good]
-        self.stopped |= fresh
+
+    def _none_left(self, epoch: int, first: dict[int, tuple[str, str]]) -> NonFiniteError:
+        """The error once no trial is left: named after the epoch's earliest bad quantity,
+        its message naming every trial, its ``reasons`` each trial's own line."""
+        groups: dict[str, list[int]] = {}
+        for k, (name, _) in first.items():
+            groups.setdefault(name, []).append(k)
+        (name, trials), *others = groups.items()
+        notes = [f"{other} in trial(s) {ks}" for other, ks in others]
+        if self.reasons:
+            notes.append(f"trial(s) {sorted(self.reasons)} had stopped before")
+        return NonFiniteError(
+            name,
+            epoch,
+            trials,
+            first[trials[0]][1],
+            reasons={k: went_non_finite(q, epoch, hint) for k, (q, hint) in first.items()},
+            note="; ".join(notes),
+        )
 
     def mask(self, metrics: dict[str, Tensor]) -> dict[str, Tensor]:
         """``metrics`` with the stopped trials' values set to NaN."""
-        if not self.reasons:
+        if not self._masking:
             return metrics
         return {name: v.masked_fill(self.stopped, torch.nan) for name, v in metrics.items()}
 

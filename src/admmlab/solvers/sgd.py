@@ -112,7 +112,7 @@ def fit(
     autograd one it is tested against (:mod:`admmlab.solvers.sgd_steps`).
     A trial whose loss or weights go non-finite stops at the end of that epoch, as in
     ADMM (:class:`TrialStops`); the error raised when none is left also has the bad
-    epoch's metrics in its ``partial`` history.
+    epoch in its ``partial`` history (NaN, as every stopped trial's metrics read).
     """
     X, Y, weights, held_out = as_problem(
         X, Y, weights, {"val": (X_val, Y_val), "test": (X_test, Y_test)}
@@ -165,7 +165,7 @@ def fit(
         try:
             stops.check(epoch, _finite_trials(quantities), quantities, last_good)
         except NonFiniteError as err:
-            recorder.record(epoch, metrics)
+            recorder.record(epoch, stops.mask(metrics))  # every trial has stopped: all NaN
             err.partial = result(last_good)
             raise
         recorder.record(epoch, stops.mask(metrics))

@@ -215,23 +215,25 @@ class SettingRun:
                     buf.clear()
 
     def stop_trials(self, reasons: Mapping[int, str]) -> None:
-        """Trials ``k`` that stopped early (diverged) while the others went on: each is
-        tagged with its ``failure_reason`` and will end FAILED; the setting run's
-        ``n_diverged`` (:meth:`log_summary`) counts them."""
-        for k, why in reasons.items():
+        """Trials ``k`` that stopped early (diverged): each trial run is tagged with its
+        ``failure_reason`` and will end FAILED; the setting run's ``n_diverged``
+        (:meth:`log_summary`) counts them. A setting of one trial has no trial run:
+        its own ``failure_reason`` says why."""
+        for k, why in reasons.items() if self.trial_run_ids else ():
             self.store.set_tags(self.trial_run_ids[k], {"failure_reason": why[:5000]})
         self._stopped = set(reasons)
 
     def log_summary(self, summary: Mapping[str, Sequence[float]]) -> None:
         """Per-trial finals on the trial runs; on the setting run, mean and std over the
-        trials that did not stop early, and ``n_diverged``, the number that did."""
+        trials that did not stop early (NaN when none finished), and ``n_diverged``, the
+        number that did."""
         if self.trial_run_ids:
             for k, run_id in enumerate(self.trial_run_ids):
                 self.store.log_final(run_id, {n: v[k] for n, v in summary.items()})
         aggregated = {}
         for name, values in summary.items():
             vals = [float(v) for k, v in enumerate(values) if k not in self._stopped]
-            finite = all(math.isfinite(v) for v in vals)
+            finite = bool(vals) and all(math.isfinite(v) for v in vals)
             # statistics works in exact arithmetic: huge finite values do not overflow
             aggregated[name] = statistics.mean(vals) if finite else math.nan
             if len(vals) > 1:
@@ -316,6 +318,28 @@ def setting_run(
             store.log_params(tid, {**params, "seed": seed})
         yield run
         run.end("FINISHED")  # a signal while it ends makes it KILLED, as the sweep sees it
+
+
+def record_failed_setting(
+    store: Store,
+    name: str,
+    *,
+    params: Mapping[str, Any],
+    tags: Mapping[str, Any],
+    parent: str,
+    reason: str,
+) -> str:
+    """Record a setting refused before it could train (a bad value, missing data) as a
+    FAILED setting run under ``parent``, with its ``failure_reason``; returns its id."""
+    all_tags = {**{k: str(v) for k, v in tags.items()}, KIND_TAG: "setting"}
+    with interrupts.shielded():  # never left RUNNING half-recorded
+        run_id = store.start_run(name, parent=parent, tags=all_tags)
+        try:
+            store.log_params(run_id, params)
+        finally:
+            store.set_tags(run_id, {"failure_reason": reason[:5000]})
+            store.end_run(run_id, "FAILED")
+    return run_id
 
 
 def artifact_dir() -> tempfile.TemporaryDirectory:
