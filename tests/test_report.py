@@ -15,6 +15,7 @@ from admmlab.paths import conf_dir
 from admmlab.report import aggregate, tables
 from admmlab.report.build import write_report
 from admmlab.report.cli import main as report_main
+from admmlab.tracking.reader import load_study
 from admmlab.train import STUDY_NAME_ENV, run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -181,6 +182,22 @@ def test_a_trial_that_diverged_alone_is_counted_and_its_sibling_kept(store, tmp_
     assert "NonFiniteError: train_mse became non-finite at epoch 3" in index
 
 
+def test_the_best_setting_is_chosen_among_settings_none_of_whose_trials_diverged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    clean = [o for o in PARTLY_DIVERGING if not o.startswith("solver.lr=")] + ["solver.lr=0.02"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    make_study(uri, "best", [PARTLY_DIVERGING, clean], monkeypatch)
+    settings = aggregate.setting_frame(aggregate.trial_frame(load_study(uri, "best")))
+    by_lr = settings.set_index("lr")
+    # the partly diverged setting's mean, over its one finished trial, is the lower one
+    assert by_lr.loc[0.2, "n_diverged"] == 1 and by_lr.loc[0.02, "n_diverged"] == 0
+    assert by_lr.loc[0.2, "error_mean"] < by_lr.loc[0.02, "error_mean"]
+    (best,) = aggregate.best_settings(settings).itertuples()
+    assert (best.lr, best.n_diverged) == (0.02, 0)
+    assert best.error_mean == by_lr.loc[0.02, "error_mean"]
+
+
 def test_rerunning_gives_identical_tables(store, tmp_path: Path):
     again = write_report(store["ids"]["main"], uri=store["uri"], out=tmp_path, log=False)
     stems = ("best_per_competitor", "settings", "failures")
@@ -207,7 +224,7 @@ def test_a_study_with_nothing_to_compare_says_so(store, tmp_path: Path):
 def test_an_empty_study_reports_nothing_without_failing(store, tmp_path: Path):
     folder = write_report("empty", uri=store["uri"], out=tmp_path, log=False)
     index = (folder / "index.md").read_text()
-    assert index.count("*Not drawn: the study has no setting runs.*") == 7
+    assert index.count("*Not drawn: the study has no setting runs.*") == 8
     assert "*Nothing to show: the study has no setting runs.*" in index
     assert not list(folder.glob("*.png"))
 

@@ -24,3 +24,13 @@ def sweeps_dir() -> Path:
 
 def mlruns_dir() -> Path:
     return project_root() / "mlruns"
+
+
+# Optuna storage strings ending so are journal files; the sweeper and the reports read
+# them alike.
+JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
+
+
+def default_journal() -> Path:
+    """Where Optuna studies live unless a storage is given."""
+    return mlruns_dir() / "optuna" / "journal.log"

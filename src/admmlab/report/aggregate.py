@@ -259,10 +259,12 @@ def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_settings(settings: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and competitor, the setting of least mean error (none if all failed)."""
+    """Per dataset and competitor, the setting of least mean error among those with no
+    diverged trial (none if there is no such setting): a partly diverged setting's mean
+    is over its finished trials only, and a sweeper counts it failed."""
     rows = []
     for (dataset, comp), group in settings.groupby(["dataset", "competitor"], sort=False):
-        ok = group[group["n"] > 0]
+        ok = group[(group["n"] > 0) & (group["n_diverged"] == 0)]
         best = ok.loc[ok["error_mean"].idxmin()] if len(ok) else group.iloc[0]
         row = best.to_dict()
         if not len(ok):
@@ -324,3 +326,56 @@ def _same(column: pd.Series, value) -> pd.Series:
 def log10_or_nan(values: pd.Series) -> pd.Series:
     positive = values.where(values > 0)
     return np.log10(positive)
+
+
+def setting_params(settings: pd.DataFrame) -> pd.DataFrame:
+    """The params that define each setting (its ``setting_key``), one column per key."""
+    rows = [json.loads(key) for key in settings["setting_key"]]
+    return pd.DataFrame(rows, index=settings.index).fillna("")
+
+
+def _one_to_one(params: pd.DataFrame, a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` determine each other over every row of ``params``."""
+    pairs = params[[a, b]].drop_duplicates()
+    return bool(pairs[a].is_unique and pairs[b].is_unique)
+
+
+def series(
+    rows: pd.DataFrame, axis: str, context: pd.DataFrame | None = None
+) -> list[tuple[str, pd.DataFrame]]:
+    """``rows`` (one competitor's settings along ``axis``) split into the series a line
+    may join: settings that differ in no other param.
+
+    A param one-to-one with ``axis`` over ``context`` (the competitor's settings) is
+    the same sweep seen twice (``solver.step`` sets both ``lr`` and ``beta``), not
+    another key. Each series is named by the params that set it apart ("" when one).
+    """
+    params = setting_params(rows)
+    whole = setting_params(context if context is not None else rows).reindex(
+        columns=params.columns, fill_value=""
+    )
+    own = AXES[axis]
+    others = [
+        key
+        for key in params.columns
+        if key != own
+        and params[key].nunique() > 1
+        and not (own in whole and _one_to_one(whole, own, key))
+    ]
+    if not others:
+        return [("", rows)]
+    names = {key: short for short, key in AXES.items()}
+    out = []
+    for values, part in rows.groupby([params[k] for k in others], sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        label = " ".join(
+            f"{names.get(k, k)}={_format_value(_number_or_text(v))}"
+            for k, v in zip(others, values, strict=True)
+        )
+        out.append((label, part))
+    return out
+
+
+def _number_or_text(text: str) -> float | str:
+    number = _number(text)
+    return text if math.isnan(number) else number

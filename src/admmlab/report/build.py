@@ -4,10 +4,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import optuna
 import pandas as pd
 
 from admmlab.paths import project_root
-from admmlab.report import figures, tables
+from admmlab.report import figures, html, optuna_study, tables
 from admmlab.report.aggregate import best_settings, error_label, setting_frame, trial_frame
 from admmlab.tracking import default_uri
 from admmlab.tracking.reader import Histories, StudyRecord, load_study, log_report
@@ -17,6 +18,16 @@ HOLD_NOTE = (
     "Along the axis a figure shows, every other swept value is held at its most "
     "common value in the study (ties: the best setting's)."
 )
+GRID_NOTE = (
+    "An Optuna study samples its settings rather than laying them on a grid, so the "
+    "figures along one axis (error against depth or width, λ × β, initialisation, "
+    "noise, step size) are not drawn: Optuna's own figures stand in for them."
+)
+BEST_TITLE = "Optuna: best trials"
+BEST_TRIALS = (
+    "The Optuna study's best finished trials (the Pareto front with several objectives): "
+    "objective value(s) and sampled parameters."
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,7 @@ class FigureSpec:
     title: str
     shows: str  # the one line the index prints under the title
     draw: figures.Draw
+    grid: bool = True  # reads a grid along axes: not drawn for an Optuna study
 
 
 FIGURES = (
@@ -34,6 +46,13 @@ FIGURES = (
         "Mean error over trials (line) and every trial (dots) against the number of "
         "hidden layers, one colour per competitor; x marks failed or diverged trials.",
         figures.error_vs_depth,
+    ),
+    FigureSpec(
+        "error_vs_width",
+        "Error against width",
+        "Mean error over trials (line) and every trial (dots) against the width of the "
+        "hidden layers, one colour per competitor; x marks failed or diverged trials.",
+        figures.error_vs_width,
     ),
     FigureSpec(
         "lambda_beta_heatmap",
@@ -70,6 +89,7 @@ FIGURES = (
         "ADMM's per-layer constraint residuals over the epochs: gradients that shrink towards "
         "the input layers show saturation.",
         figures.saturation,
+        grid=False,
     ),
     FigureSpec(
         "admm_convergence",
@@ -77,6 +97,7 @@ FIGURES = (
         "ADMM's augmented Lagrangian, per-layer residuals (best setting) and training "
         "error against the iteration, one curve per depth.",
         figures.admm_convergence,
+        grid=False,
     ),
 )
 
@@ -89,7 +110,7 @@ class Entry:
     shows: str
     files: list[str] = field(default_factory=list)
     skipped: str | None = None
-    inline: str | None = None  # a Markdown table shown in the index itself
+    table: pd.DataFrame | None = None  # a table shown in the index itself
     kind: str = "figure"
 
 
@@ -114,8 +135,17 @@ def write_report(
     trials = trial_frame(record)
     settings = setting_frame(trials)
     entries = _tables(trials, settings, folder)
-    entries += _figures(record, trials, settings, folder)
-    (folder / "index.md").write_text(_index(record, trials, settings, entries), encoding="utf-8")
+    ref = optuna_study.optuna_ref(record.study.tags)
+    intro = _summary(record, trials, settings)
+    if ref is not None:
+        optuna_entries, about = _optuna(ref, settings, folder)
+        entries += optuna_entries
+        intro += ["", about, "", GRID_NOTE]
+    entries += _figures(record, trials, settings, folder, grid=ref is None)
+    (folder / "index.md").write_text(_index(record.name, intro, entries), encoding="utf-8")
+    (folder / "index.html").write_text(
+        html.page(_title(record.name), [*intro, HOLD_NOTE], entries), encoding="utf-8"
+    )
     if log:
         log_report(record, folder)
     return folder
@@ -123,11 +153,12 @@ def write_report(
 
 def _remove_previous(folder: Path) -> None:
     """Drop an earlier report's files, so a figure the study no longer supports goes too."""
-    stems = [f.stem for f in FIGURES] + ["best_per_competitor", "settings", "failures", "index"]
+    stems = [f.stem for f in FIGURES] + [p.stem for p in optuna_study.PLOTS]
+    stems += ["best_per_competitor", "settings", "failures", "optuna_best_trials", "index"]
     for path in folder.iterdir():
         if (
             path.is_file()
-            and path.suffix in {".png", ".svg", ".csv", ".md"}
+            and path.suffix in {".png", ".svg", ".csv", ".md", ".html"}
             and any(path.stem == s or path.stem.startswith(f"{s}_") for s in stems)
         ):
             path.unlink()
@@ -148,8 +179,8 @@ def _table(
     files = tables.write(csv, display, folder, stem, columns)
     if display.empty:
         return Entry(title, shows, files, skipped="the study has no setting runs", kind="table")
-    inline = tables.markdown(display) if len(display) <= INLINE_ROWS else None
-    return Entry(title, shows, files, inline=inline)
+    shown = display if len(display) <= INLINE_ROWS else None
+    return Entry(title, shows, files, table=shown, kind="table")
 
 
 def _tables(trials: pd.DataFrame, settings: pd.DataFrame, folder: Path) -> list[Entry]:
@@ -157,8 +188,9 @@ def _tables(trials: pd.DataFrame, settings: pd.DataFrame, folder: Path) -> list[
     entries = [
         _table(
             "Best setting per competitor (paper Tables 3–6)",
-            "Each competitor's (depth, width) of least mean error, its mean (std) and median "
-            "over trials, trial and failure counts, run time, and the paper's number.",
+            "Each competitor's (depth, width) of least mean error among the settings "
+            "none of whose trials diverged, its mean (std) and median over trials, trial "
+            "and failure counts, run time, and the paper's number.",
             best,
             tables.best_display(best),
             folder,
@@ -187,13 +219,56 @@ def _tables(trials: pd.DataFrame, settings: pd.DataFrame, folder: Path) -> list[
     return entries
 
 
+def _optuna(
+    ref: optuna_study.OptunaRef, settings: pd.DataFrame, folder: Path
+) -> tuple[list[Entry], str]:
+    """The best-trials table and Optuna's four figures, and a line on the study."""
+    try:
+        study = optuna_study.load(ref)
+    except optuna_study.StudyUnavailable as why:
+        missing = [Entry(BEST_TITLE, BEST_TRIALS, skipped=str(why), kind="table")]
+        missing += [
+            Entry(f"Optuna: {p.title}", p.shows, skipped=str(why)) for p in optuna_study.PLOTS
+        ]
+        return missing, f"Optuna study `{ref.name}`: could not be read ({why})."
+    names = optuna_study.objective_names(study, list(settings["objective"].dropna().unique()))
+    entries = [_optuna_best(study, names, folder)]
+    entries += [_optuna_plot(plot, study, names, folder) for plot in optuna_study.PLOTS]
+    where = ref.storage or str(optuna_study.default_journal())
+    return entries, optuna_study.summary(study, where)
+
+
+def _optuna_best(study: optuna.Study, names: list[str], folder: Path) -> Entry:
+    best = optuna_study.best_trials(study, names)
+    shown = optuna_study.best_display(best, names)
+    files = tables.write(best, shown, folder, "optuna_best_trials")
+    if best.empty:
+        return Entry(BEST_TITLE, BEST_TRIALS, files, skipped="no trial finished", kind="table")
+    return Entry(BEST_TITLE, BEST_TRIALS, files, table=shown, kind="table")
+
+
+def _optuna_plot(
+    plot: optuna_study.OptunaPlot, study: optuna.Study, names: list[str], folder: Path
+) -> Entry:
+    title = f"Optuna: {plot.title}"
+    try:
+        return Entry(title, plot.shows, optuna_study.draw(plot, study, names, folder))
+    except (ValueError, RuntimeError) as why:  # Optuna's word on what it cannot draw
+        return Entry(title, plot.shows, skipped=str(why).splitlines()[0])
+
+
 def _figures(
-    record: StudyRecord, trials: pd.DataFrame, settings: pd.DataFrame, folder: Path
+    record: StudyRecord,
+    trials: pd.DataFrame,
+    settings: pd.DataFrame,
+    folder: Path,
+    grid: bool = True,
 ) -> list[Entry]:
+    """Every figure the study supports; the grid figures only when ``grid``."""
     histories = Histories(record.uri)
     datasets = sorted(settings["dataset"].unique())
     entries = []
-    for spec in FIGURES:
+    for spec in (f for f in FIGURES if grid or not f.grid):
         for dataset in datasets or [""]:
             title = spec.title if len(datasets) < 2 else f"{spec.title}: {dataset}"
             stem = spec.stem if len(datasets) < 2 else f"{spec.stem}_{dataset}"
@@ -227,25 +302,20 @@ def _figure(
         return Entry(title, spec.shows, skipped=str(why))
 
 
-def _index(
-    record: StudyRecord, trials: pd.DataFrame, settings: pd.DataFrame, entries: list[Entry]
-) -> str:
-    lines = [
-        f"# Study report: {record.name}",
-        "",
-        *_summary(record, trials, settings),
-        "",
-        HOLD_NOTE,
-        "",
-    ]
+def _title(name: str) -> str:
+    return f"Study report: {name}"
+
+
+def _index(name: str, intro: list[str], entries: list[Entry]) -> str:
+    lines = [f"# {_title(name)}", "", *intro, "", HOLD_NOTE, ""]
     for n, entry in enumerate(entries, start=1):
         lines += [f"## {n}. {entry.title}", "", entry.shows, ""]
         if entry.skipped:
             missing = "Not drawn" if entry.kind == "figure" else "Nothing to show"
             lines += [f"*{missing}: {entry.skipped}.*", ""]
             continue
-        if entry.inline:
-            lines += [entry.inline]
+        if entry.table is not None:
+            lines += [tables.markdown(entry.table)]
         for name in entry.files:
             if name.endswith(".png"):
                 lines += [f"![{entry.title}]({name})", ""]

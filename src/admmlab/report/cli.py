@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (StudyNotFound, TrackingError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    print(f"report: {folder / 'index.md'}")
+    print(f"report: {folder / 'index.md'} (in a browser: {folder / 'index.html'})")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-from admmlab.report.aggregate import SGD_TYPE, log10_or_nan, slice_through
+from admmlab.report.aggregate import SGD_TYPE, log10_or_nan, series, slice_through
 from admmlab.report.style import (
     competitor_order,
     headroom,
@@ -33,9 +33,11 @@ from admmlab.report.style import (
     theme,
     value_scale,
 )
+from admmlab.report.tables import paper_results
 
 MAX_CURVES = 6  # convergence curves per panel, beyond which they stop being readable
 LINE_KEY = "line: mean over trials · dots: single trials · x: failed or diverged"
+PAPER_KEY = "◆: the paper's mean (+std), at its best (depth, width) written beside it"
 BOX_KEY = "box: quartiles over trials · dots: single trials · x: failed or diverged"
 
 
@@ -83,6 +85,9 @@ class TaskData:
         return frame.groupby("step")["value"].mean()
 
 
+Draw = Callable[[TaskData, Path, str], list[str]]
+
+
 # ------------------------------------------------------------------ helpers
 
 
@@ -98,26 +103,83 @@ def _sweeps(
     return out
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+SERIES_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 def _draw_lines(
     ax: Axes, data: TaskData, lines: dict[str, pd.DataFrame], x: str, mean: str, per_trial: str
 ) -> tuple[list[float], int]:
     """Mean per setting as a line, each trial as a dot, failures as marks.
 
+    A line joins only settings that differ in nothing but ``x``: settings that differ
+    in another param too are separate series (same colour, another line style).
     Returns the y values drawn and the number of rows of failure marks.
     """
     colours = palette(data.settings["competitor"].unique())
     levels: dict[float, int] = {}
     ys: list[float] = []
     for comp, rows in lines.items():
-        done = rows[rows["n"] > 0]
-        ax.plot(done[x], done[mean], marker="o", color=colours[comp], label=comp, lw=1.8, ms=5)
+        for i, (name, part) in enumerate(series(rows, x, data.of(comp))):
+            done = part[part["n"] > 0]
+            ax.plot(
+                done[x],
+                done[mean],
+                marker=SERIES_MARKERS[i % len(SERIES_MARKERS)],
+                linestyle=LINE_STYLES[i % len(LINE_STYLES)],
+                color=colours[comp],
+                label=f"{comp}, {name}" if name else comp,
+                lw=1.8,
+                ms=5,
+            )
+            ys += list(done[mean])
         dots = data.ok_trials(rows)
         ax.scatter(dots[x], dots[per_trial], color=colours[comp], s=14, alpha=0.35, lw=0)
-        ys += [*done[mean], *dots[per_trial]]
+        ys += list(dots[per_trial])
         for _, r in rows[rows["n_bad"] > 0].iterrows():
             mark_failed(ax, r[x], int(r["n_bad"]), colours[comp], levels.get(r[x], 0))
             levels[r[x]] = levels.get(r[x], 0) + 1
     return ys, max(levels.values(), default=0)
+
+
+def _paper_marks(
+    ax: Axes, data: TaskData, axis: str, competitors: Iterable[str]
+) -> list[tuple[float, float]]:
+    """The paper's mean (+std) for each competitor, at its best structure's ``axis`` value.
+
+    Returns the points drawn, bar tops included (none when the paper did not report
+    this task).
+    """
+    paper = paper_results()
+    paper = paper[(paper["task"] == data.dataset) & paper["competitor"].isin(list(competitors))]
+    colours = palette(data.settings["competitor"].unique())
+    points: list[tuple[float, float]] = []
+    for r in paper.itertuples(index=False):
+        x = float(getattr(r, axis))
+        ax.errorbar(
+            [x],
+            [r.error_mean],
+            yerr=[[0.0], [r.error_std]],  # upward only: mean − std can fall below zero
+            fmt="D",
+            color=colours[r.competitor],
+            mec="black",
+            ms=7,
+            capsize=3,
+            zorder=4,
+        )
+        ax.annotate(
+            f"({r.depth}, {r.width})",
+            (x, r.error_mean),
+            xytext=(6, 0),
+            textcoords="offset points",
+            fontsize=7,
+            va="center",
+            color=colours[r.competitor],
+        )
+        points += [(x, r.error_mean), (x, r.error_mean + r.error_std)]
+    if points:  # one legend entry for all, in no competitor's colour
+        ax.plot([], [], "D", color="#bbbbbb", mec="black", ms=7, label="paper: mean (+std)")
+    return points
 
 
 def _finish_error_axis(ax: Axes, ys: list[float], label: str, mark_rows: int) -> None:
@@ -138,20 +200,39 @@ def _legend(ax: Axes, outside: bool = False, **kwargs) -> None:
 # ------------------------------------------------------------------ figures
 
 
-def error_vs_depth(data: TaskData, folder: Path, stem: str) -> list[str]:
-    """Figures 6, 8, 10, 13: error against depth, one line per competitor."""
-    lines = _sweeps(data, "depth")
-    if not lines:
-        raise NothingToDraw("depth does not vary within any competitor")
-    with theme():
-        fig, (ax,) = new_figure()
-        ys, rows = _draw_lines(ax, data, lines, "depth", "error_mean", "error")
-        _finish_error_axis(ax, ys, data.error_label, rows)
-        ax.set_xlabel("depth L (hidden layers)")
+def error_vs_axis(axis: str, xlabel: str) -> Draw:
+    """Figures 6, 8, 10, 13 (depth) and the width study's: error against ``axis``,
+    one line per competitor, the paper's mean at its best structure beside them."""
+
+    def draw(data: TaskData, folder: Path, stem: str) -> list[str]:
+        lines = _sweeps(data, axis)
+        if not lines:
+            raise NothingToDraw(f"{axis} does not vary within any competitor")
+        with theme():
+            fig, (ax,) = new_figure()
+            ys, rows = _draw_lines(ax, data, lines, axis, "error_mean", "error")
+            paper = _paper_marks(ax, data, axis, lines)
+            _finish_error_axis(ax, ys + [y for _, y in paper], data.error_label, rows)
+            ax.set_xlabel(xlabel)
+            _axis_scale(ax, axis, pd.concat(lines.values())[axis], paper)
+            key = f"{LINE_KEY}\n{PAPER_KEY}" if paper else LINE_KEY
+            ax.set_title(f"{data.dataset}: error against {axis}\n{key}", fontsize=10)
+            _legend(ax, outside=True, title="competitor")
+            return save(fig, folder, stem)
+
+    return draw
+
+
+def _axis_scale(ax: Axes, axis: str, values: pd.Series, paper: list[tuple[float, float]]) -> None:
+    """Depth: integer ticks; width: a log axis when it spans decades (10 … 400)."""
+    if axis == "depth":
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(f"{data.dataset}: error against depth\n{LINE_KEY}", fontsize=10)
-        _legend(ax, outside=True, title="competitor")
-        return save(fig, folder, stem)
+    else:
+        parameter_scale(ax, [*values, *(x for x, _ in paper)])
+
+
+error_vs_depth = error_vs_axis("depth", "depth L (hidden layers)")
+error_vs_width = error_vs_axis("width", "width (units per hidden layer)")
 
 
 def lambda_beta_heatmap(data: TaskData, folder: Path, stem: str) -> list[str]:
@@ -473,6 +554,3 @@ def _setting_curves(
         note(ax, f"{key} not recorded")
     value_scale(ax, values)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-
-
-Draw = Callable[[TaskData, Path, str], list[str]]

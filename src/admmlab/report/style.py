@@ -29,6 +29,8 @@ _SPARE = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 FAILED_MARKER = "x"
 FAILED_COLOUR = "#444444"
 DPI = 120
+# A fixed salt makes the SVGs' element ids, and so the files, the same on every run.
+SVG_RC = {"svg.hashsalt": "admmlab-report"}
 
 
 def competitor_order(names: Iterable[str]) -> list[str]:
@@ -47,11 +49,10 @@ def palette(names: Iterable[str]) -> dict[str, str]:
 @contextmanager
 def theme() -> Iterator[None]:
     """The report's seaborn theme, applied only inside the block."""
-    # A fixed salt makes the SVGs' element ids, and so the files, the same on every run.
     with (
         sns.axes_style("whitegrid"),
         sns.plotting_context("notebook", font_scale=0.9),
-        plt.rc_context({"svg.hashsalt": "admmlab-report"}),
+        plt.rc_context(SVG_RC),
     ):
         yield
 
@@ -66,9 +67,13 @@ def new_figure(
     return fig, list(axes[0])
 
 
-def save(fig: Figure, folder: Path, stem: str) -> list[str]:
-    """Write ``stem.png`` and ``stem.svg``; no dates inside, so re-runs give the same SVG."""
-    fig.tight_layout()
+def save(fig: Figure, folder: Path, stem: str, tight: bool = True) -> list[str]:
+    """Write ``stem.png`` and ``stem.svg``; no dates inside, so re-runs give the same SVG.
+
+    ``tight=False`` keeps a layout made elsewhere (Optuna places its own colour bars).
+    """
+    if tight:
+        fig.tight_layout()
     names = [f"{stem}.png", f"{stem}.svg"]
     fig.savefig(folder / names[0], dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     fig.savefig(folder / names[1], bbox_inches="tight", metadata={"Date": None})

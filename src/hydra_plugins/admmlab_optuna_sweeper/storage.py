@@ -11,13 +11,9 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
-from admmlab.paths import mlruns_dir
+from admmlab.paths import JOURNAL_SUFFIXES, default_journal
 
-JOURNAL_SUFFIXES = (".log", ".journal", ".jsonl")
-
-
-def default_journal() -> Path:
-    return mlruns_dir() / "optuna" / "journal.log"
+__all__ = ["JOURNAL_SUFFIXES", "default_journal", "journal", "study_trials"]
 
 
 def journal(path: Path) -> JournalStorage:
