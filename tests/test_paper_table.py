@@ -134,3 +134,11 @@ def test_tuned_presets_do_not_diverge_over_the_20_reported_seeds(make_cfg, task,
     fit = run_solver(cfg.solver, data, weights, activation=cfg.activation.name, seeds=seeds)
     assert not fit.diverged, fit.diverged
     assert torch.isfinite(fit.history["train_mse"]).all()
+
+
+def test_settings_differ_only_in_parameters_both_runs_record():
+    old = paper_table.settings_of({"solver.lr": "0.0081", "seed": "0", "tracking.uri": "x"})
+    new = paper_table.settings_of({"solver.lr": "0.0081", "seed": "10", "solver.impl": "fast"})
+    assert old == {"solver.lr": "0.0081"} and not paper_table.differ(old, new)
+    newer = paper_table.settings_of({"solver.lr": "0.005", "model.depth": "18"})
+    assert paper_table.differ(old, newer)

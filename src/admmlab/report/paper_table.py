@@ -74,18 +74,25 @@ def trial_rows(records: list[StudyRecord]) -> pd.DataFrame:
     rows = rows.sort_values("chunk", kind="stable")
     rows = rows.drop_duplicates(["dataset", "competitor", "seed"], keep="last")
     newest = rows.groupby(["dataset", "competitor"])["settings"].transform("last")
-    rows["superseded"] = rows["settings"] != newest
+    rows["superseded"] = [
+        differ(mine, last) for mine, last in zip(rows["settings"], newest, strict=True)
+    ]
     return rows
 
 
-def settings_of(params: dict[str, str]) -> str:
-    """The parameters that decide a trial's numbers, as one comparable string."""
-    kept = {
+def settings_of(params: dict[str, str]) -> dict[str, str]:
+    """The parameters that decide a trial's numbers."""
+    return {
         k: v
         for k, v in params.items()
         if k not in NOT_RESULTS and not k.startswith(NOT_RESULT_PREFIXES)
     }
-    return ";".join(f"{k}={v}" for k, v in sorted(kept.items()))
+
+
+def differ(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether two runs' settings differ in a parameter both record (a key added to the
+    config since the older run does not make it a different preset)."""
+    return any(a[k] != b[k] for k in a.keys() & b.keys())
 
 
 def compare(trials: pd.DataFrame) -> pd.DataFrame:
