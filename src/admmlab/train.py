@@ -4,11 +4,11 @@
 setting and returns its objective, so Hydra sweepers and Optuna can use it.
 """
 
+import dataclasses
 import math
 import os
 import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,13 +139,12 @@ def initial_weights(cfg: RunConfig, data: Dataset, seeds: list[int]) -> list[tor
     return [torch.stack(layer).to(data.x_train.device) for layer in zip(*per_trial, strict=True)]
 
 
-def summarise(result: FitResult, stopped: Iterable[int] | None = None) -> dict[str, list[float]]:
+def summarise(result: FitResult) -> dict[str, list[float]]:
     """Per-trial final metrics: the solver's summary plus the last value of each metric.
 
-    A trial that diverged (those in ``stopped``, by default ``result.diverged``) has
-    none: its values are NaN (its history says how far it got), so a mean over trials,
-    the objective, is NaN too and a sweeper counts the setting failed. A history with
-    no epoch yet gives an empty summary.
+    A trial that diverged has none: its values are NaN (its history says how far it
+    got), so a mean over trials, the objective, is NaN too and a sweeper counts the
+    setting failed. A history with no epoch yet gives an empty summary.
     """
     if not result.history:
         return {}
@@ -161,7 +160,7 @@ def summarise(result: FitResult, stopped: Iterable[int] | None = None) -> dict[s
     out["run_time_s"] = result.history["epoch_time_s"].sum(dim=0)
     summary = {k: [float(x) for x in v.cpu().reshape(-1)] for k, v in out.items()}
     for values in summary.values():
-        for k in result.diverged if stopped is None else stopped:
+        for k in result.diverged:
             values[k] = math.nan
     return summary
 
@@ -365,7 +364,7 @@ def _record_divergence(
     if partial is None:
         return
     try:
-        tracked.log_summary(summarise(partial, stopped))
+        tracked.log_summary(summarise(dataclasses.replace(partial, diverged=stopped)))
     except Exception as failed:
         print(f"warning: could not log the diverged run's summary: {failed}", file=sys.stderr)
     _log_partial_artifacts(store, tracked.run_id, container, partial, seeds)
