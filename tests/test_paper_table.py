@@ -2,9 +2,14 @@
 and the tuned presets at the paper's structures."""
 
 import math
+import os
+import subprocess
+import sys
 
+import pandas as pd
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from admmlab.config import validate
 from admmlab.report import paper_table
@@ -102,10 +107,55 @@ def test_paper_table_in_two_chunks_reports_each_seed_once_beside_the_paper(
     assert "square, ADMM (sigmoid): ours is" in text and "worse" in text
     assert "run at (2, 6), not the paper's (18, 100)" in text
     assert "radial_smooth, Adam (ReLU): not run yet" in text
-    assert "square, SGDM (ReLU): 1 trial(s) run with earlier settings" in text
+    assert "square, SGDM (ReLU): 1 trial(s) run with other settings" in text
     assert (out / "paper_square.png").is_file() and (out / "paper_square.svg").is_file()
     assert not (out / "paper_radial_smooth.png").exists()
     assert "![paper_square.png](paper_square.png)" in text
+
+
+@pytest.mark.slow
+def test_paper_table_outlives_its_store_through_the_trial_archive(cli, client, store_uri, tmp_path):
+    """The store is lost between two chunks (as ``mlruns/`` between sessions): the report
+    rebuilds the table from ``trials.csv`` and adds the next chunk's trials to it."""
+    first = cli("-m", "+sweep=paper_table", "experiment=admm_sigmoid", "trials=2", *TINY)
+    assert first.returncode == 0, first.stderr
+    before = _trial_errors(client, "ADMM (sigmoid)")
+    out = paper_table.write(store_uri, tmp_path / "report")
+    table_before = (out / "tables.csv").read_text()
+    archived = paper_table.read_archive(out / paper_table.ARCHIVE)
+    assert sorted(archived["seed"]) == ["0", "1"]
+    assert archived["error"].tolist() == pytest.approx([before["0"], before["1"]], rel=1e-9)
+
+    store = tmp_path / "store" / "mlflow.db"
+    store.rename(tmp_path / "lost.db")
+    again = paper_table.write(store_uri, out)
+    assert (again / "tables.csv").read_text() == table_before
+    assert "2 trial(s) of runs no longer there" in (again / "tables.md").read_text()
+
+    # The next session's store: a new one, with the next chunk (seeds 1 and 2) in it.
+    next_uri = f"sqlite:///{tmp_path / 'next' / 'mlflow.db'}"
+    second = subprocess.run(
+        [sys.executable, "-m", "admmlab.train", "-m", "+sweep=paper_table",
+         "experiment=admm_sigmoid", "seed=1", "trials=2", *TINY],
+        cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": next_uri},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    after = _trial_errors(MlflowClient(next_uri), "ADMM (sigmoid)")
+    paper_table.write(next_uri, out)
+    square = pd.read_csv(out / "tables.csv").set_index(["task", "competitor"])
+    row = square.loc[("square", "ADMM (sigmoid)")]
+    assert row["trials"] == 3
+    expected = (before["0"] + after["1"] + after["2"]) / 3
+    assert row["ours_mean"] == pytest.approx(expected, rel=1e-5)
+    assert len(paper_table.read_archive(out / paper_table.ARCHIVE)) == 3
+
+
+def test_a_file_that_is_not_a_trial_archive_is_refused_in_one_line(tmp_path):
+    bad = tmp_path / "trials.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a paper-table trial archive"):
+        paper_table.read_archive(bad)
 
 
 def test_paper_table_report_names_an_unknown_study_in_one_line(store_uri, tmp_path, capsys):
@@ -142,3 +192,26 @@ def test_settings_differ_only_in_parameters_both_runs_record():
     assert old == {"solver.lr": "0.0081"} and not paper_table.differ(old, new)
     newer = paper_table.settings_of({"solver.lr": "0.005", "model.depth": "18"})
     assert paper_table.differ(old, newer)
+
+
+def test_float32_is_compared_with_float64_on_the_seeds_both_ran():
+    def trial(seed: int, dtype: str, error: float) -> dict:
+        return {"dataset": "square", "competitor": "SGD (ReLU)", "seed": str(seed),
+                "dtype": dtype, "outcome": "ok", "error": error}  # fmt: skip
+
+    e64 = {0: 1.0e-8, 1: 3.0e-8, 2: 2.0e-8}
+    e32 = {0: 2.0e-8, 1: 3.0e-8, 3: 9.0e-8}  # seed 3 has no float64 twin: left out
+    frame = pd.DataFrame(
+        [trial(s, "float64", e) for s, e in e64.items()]
+        + [trial(s, "float32", e) for s, e in e32.items()]
+        + [{**trial(9, "float64", 1.0), "competitor": "ADMM (sigmoid)"}]
+    )
+    (row,) = paper_table.dtype_rows(frame).itertuples(index=False)
+    assert (row.task, row.competitor, row.seeds) == ("square", "SGD (ReLU)", 2)
+    assert row.float64_mean == pytest.approx(2.0e-8) and row.float32_mean == pytest.approx(2.5e-8)
+    assert row.seed_ratio_median == pytest.approx(1.5)
+    assert (row.seed_ratio_min, row.seed_ratio_max) == pytest.approx((1.0, 2.0))
+    # The means differ by 5e-9, less than the float32 trials' std (7.1e-9): they agree.
+    assert row.agree
+    frame.loc[frame["dtype"] == "float32", "error"] *= 10
+    assert not paper_table.dtype_rows(frame).iloc[0]["agree"]

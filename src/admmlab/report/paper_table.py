@@ -8,8 +8,15 @@ trials of the old one) and compares, per task and competitor, our mean (std) ove
 the trials with the paper's mean (std) over 20.
 A row with fewer than 20 finished trials is marked reduced; a row whose mean is
 more than ten times off the paper's, either way, is said so in words.
+
+A study this long outlives any one tracking store (a laptop's ``mlruns/``, a
+cluster's server), so the report also writes every trial it used to
+``trials.csv`` beside the table and reads that file back next time: the trials of
+runs no longer in the store still count, and the newest run of each
+(task, competitor, seed) wins, whichever side it comes from.
 """
 
+import json
 import math
 from pathlib import Path
 
@@ -18,9 +25,19 @@ import pandas as pd
 
 from admmlab.report import style, tables
 from admmlab.report.aggregate import error_label, trial_frame
-from admmlab.tracking.reader import StudyRecord, load_study_runs
+from admmlab.tracking.reader import StudyNotFound, StudyRecord, load_study_runs
 
-__all__ = ["COLUMNS", "STUDY", "compare", "findings", "load_study_runs", "trial_rows", "write"]
+__all__ = [
+    "ARCHIVE",
+    "COLUMNS",
+    "STUDY",
+    "compare",
+    "findings",
+    "load_study_runs",
+    "read_archive",
+    "trial_rows",
+    "write",
+]
 
 STUDY = "paper_table"
 PAPER_TRIALS = 20
@@ -50,34 +67,93 @@ COLUMNS = [
 # solver.lr and the like, are compared).
 NOT_RESULTS = ("seed", "trials", "study", "device", "max_failure_rate", "objective")
 NOT_RESULT_PREFIXES = ("tracking.", "dataset.tuned.", "dataset.paper_best.", "solver.impl")
+ARCHIVE = "trials.csv"
+# One row per trial: enough to rebuild the table, its figures and its provenance.
+ARCHIVE_COLUMNS = [
+    "dataset",
+    "competitor",
+    "seed",
+    "depth",
+    "width",
+    "epochs",
+    "objective",
+    "outcome",
+    "status",
+    "error",
+    "failure_reason",
+    "run_id",
+    "setting_run",
+    "setting_time_s",
+    "study_run",
+    "started",
+    "commit",
+    "settings",
+]
 
 
-def trial_rows(records: list[StudyRecord]) -> pd.DataFrame:
-    """Every trial of every chunk, each (task, competitor, seed) once: the newest chunk's."""
-    frames = []
-    for chunk, record in enumerate(records):
-        frame = trial_frame(record)
-        runs = {s.run_id: s for s in record.settings}
-        frame["epochs"] = [_int(runs[r].params.get("solver.epochs")) for r in frame["setting_run"]]
-        frame["setting_time_s"] = [
-            runs[r].metrics.get("run_time_s", math.nan) for r in frame["setting_run"]
-        ]
-        frame["settings"] = [settings_of(runs[r].params) for r in frame["setting_run"]]
-        frame["chunk"] = chunk
-        frames.append(frame)
+def trial_rows(records: list[StudyRecord], archived: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every trial of every chunk, each (task, competitor, seed) once: the newest chunk's.
+
+    ``archived`` holds trials written by an earlier report (``read_archive``); a trial
+    still in the store is taken from the store.
+    """
+    frames = [_chunk_rows(record) for record in records]
+    if archived is not None and len(archived):
+        in_store = set().union(*(set(f["run_id"]) for f in frames)) if frames else set()
+        frames.insert(0, archived[~archived["run_id"].isin(in_store)])
+    frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame()
     rows = pd.concat(frames, ignore_index=True)
     # A chunk stopped before it finished (KILLED, or left RUNNING by a killed process) is
     # not a result: its seeds count only once a chunk runs them to the end.
     rows = rows[~rows["status"].isin(UNFINISHED)]
-    rows = rows.sort_values("chunk", kind="stable")
-    rows = rows.drop_duplicates(["dataset", "competitor", "seed"], keep="last")
+    rows["dtype"] = [s.get("dtype", "float64") for s in rows["settings"]]
+    rows = rows.sort_values("started", kind="stable")
+    # One trial per seed and dtype: a competitor run in both is compared (dtype_rows).
+    rows = rows.drop_duplicates(["dataset", "competitor", "seed", "dtype"], keep="last")
     newest = rows.groupby(["dataset", "competitor"])["settings"].transform("last")
     rows["superseded"] = [
         differ(mine, last) for mine, last in zip(rows["settings"], newest, strict=True)
     ]
-    return rows
+    return rows.reset_index(drop=True)
+
+
+def _chunk_rows(record: StudyRecord) -> pd.DataFrame:
+    """The trials of one study run (a chunk), with what the table and archive need."""
+    frame = trial_frame(record)
+    runs = {s.run_id: s for s in record.settings}
+    frame["epochs"] = [_int(runs[r].params.get("solver.epochs")) for r in frame["setting_run"]]
+    frame["setting_time_s"] = [
+        runs[r].metrics.get("run_time_s", math.nan) for r in frame["setting_run"]
+    ]
+    frame["settings"] = [settings_of(runs[r].params) for r in frame["setting_run"]]
+    frame["study_run"] = record.study.run_id
+    frame["started"] = [runs[r].start_time for r in frame["setting_run"]]
+    frame["commit"] = record.study.tags.get("git_commit", "")
+    return frame
+
+
+def read_archive(path: Path) -> pd.DataFrame:
+    """The trials an earlier report wrote to ``path`` (none if it does not exist)."""
+    if not path.is_file():
+        return pd.DataFrame(columns=ARCHIVE_COLUMNS)
+    frame = pd.read_csv(path, dtype={"seed": str, "commit": str}, keep_default_na=False,
+                        na_values={"error": [""], "setting_time_s": [""]})  # fmt: skip
+    missing = [c for c in ARCHIVE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: not a paper-table trial archive (no column {missing[0]!r})")
+    frame["settings"] = [json.loads(text) for text in frame["settings"]]
+    frame["epochs"] = [_int(str(e)) if e != "" else None for e in frame["epochs"]]
+    return frame
+
+
+def write_archive(trials: pd.DataFrame, path: Path) -> None:
+    """Every trial the table was built from, superseded ones included, one per row."""
+    frame = trials.reindex(columns=ARCHIVE_COLUMNS).copy()
+    frame["settings"] = [json.dumps(s, sort_keys=True) for s in frame["settings"]]
+    frame = frame.sort_values(["dataset", "competitor", "started", "seed"], kind="stable")
+    frame.to_csv(path, index=False, float_format="%.10g")
 
 
 def settings_of(params: dict[str, str]) -> dict[str, str]:
@@ -141,6 +217,79 @@ def compare(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+DTYPE_COLUMNS = [
+    "task",
+    "competitor",
+    "seeds",
+    "float64_mean",
+    "float64_std",
+    "float32_mean",
+    "float32_std",
+    "mean_ratio",
+    "seed_ratio_median",
+    "seed_ratio_min",
+    "seed_ratio_max",
+    "agree",
+]
+
+
+def dtype_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """float32 against float64 for every row run in both, on the seeds both finished:
+    the means, and each seed's error in float32 over its error in float64. The two agree
+    when the means differ by less than the larger of their trials' standard deviations."""
+    rows = []
+    if trials.empty:
+        return pd.DataFrame(columns=DTYPE_COLUMNS)
+    ok = trials[trials["outcome"] == "ok"]
+    for (task, name), group in ok.groupby(["dataset", "competitor"], sort=False):
+        by_dtype = {d: g.set_index("seed")["error"] for d, g in group.groupby("dtype")}
+        if not {"float32", "float64"} <= by_dtype.keys():
+            continue
+        seeds = sorted(set(by_dtype["float32"].index) & set(by_dtype["float64"].index), key=int)
+        if not seeds:
+            continue
+        e64, e32 = by_dtype["float64"][seeds], by_dtype["float32"][seeds]
+        ratio = e32.to_numpy() / e64.to_numpy()
+        spread = max(e64.std(ddof=1), e32.std(ddof=1)) if len(seeds) > 1 else math.nan
+        rows.append(
+            {
+                "task": task,
+                "competitor": name,
+                "seeds": len(seeds),
+                "float64_mean": e64.mean(),
+                "float64_std": e64.std(ddof=1),
+                "float32_mean": e32.mean(),
+                "float32_std": e32.std(ddof=1),
+                "mean_ratio": e32.mean() / e64.mean(),
+                "seed_ratio_median": float(np.median(ratio)),
+                "seed_ratio_min": float(ratio.min()),
+                "seed_ratio_max": float(ratio.max()),
+                "agree": bool(abs(e32.mean() - e64.mean()) <= spread),
+            }
+        )
+    return pd.DataFrame(rows, columns=DTYPE_COLUMNS)
+
+
+def dtype_display(rows: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for r in rows.itertuples(index=False):
+        out.append(
+            {
+                "task": r.task,
+                "competitor": r.competitor,
+                "seeds": r.seeds,
+                "float64: mean (std)": tables.mean_std(r.float64_mean, r.float64_std),
+                "float32: mean (std)": tables.mean_std(r.float32_mean, r.float32_std),
+                "float32 / float64 (means)": f"{r.mean_ratio:.2g}",
+                "per seed: median [min, max]": (
+                    f"{r.seed_ratio_median:.2g} [{r.seed_ratio_min:.2g}, {r.seed_ratio_max:.2g}]"
+                ),
+                "within the spread": "yes" if r.agree else "no",
+            }
+        )
+    return pd.DataFrame(out)
+
+
 def findings(table: pd.DataFrame) -> list[str]:
     """Sentences for the rows that disagree with the paper by more than ``FAR_OFF``×,
     or that diverged, or are not run yet."""
@@ -171,8 +320,8 @@ def findings(table: pd.DataFrame) -> list[str]:
             lines.append(f"{where}: {r.n_diverged} trial(s) diverged, {r.n_failed} failed.")
         if r.n_superseded:
             lines.append(
-                f"{where}: {r.n_superseded} trial(s) run with earlier settings of the preset "
-                "are left out."
+                f"{where}: {r.n_superseded} trial(s) run with other settings of the preset "
+                "(an earlier value, or the other dtype) are left out."
             )
     return lines
 
@@ -230,11 +379,21 @@ def draw(trials: pd.DataFrame, table: pd.DataFrame, task: str, folder: Path) -> 
 
 
 def write(uri: str, out: Path, name: str = STUDY) -> Path:
-    """Write ``tables.csv``, ``tables.md`` and one figure per task into ``out``."""
-    trials = trial_rows(load_study_runs(uri, name))
+    """Write ``tables.csv``, ``tables.md``, ``trials.csv`` and one figure per task into
+    ``out``, from the study's runs in ``uri`` and the trials archived in ``out``."""
+    archived = read_archive(out / ARCHIVE)
+    try:
+        records = load_study_runs(uri, name)
+    except StudyNotFound:
+        if not len(archived):
+            raise
+        records = []
+    trials = trial_rows(records, archived)
     table = compare(trials)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "tables.csv", index=False, float_format="%.6g")
+    write_archive(trials, out / ARCHIVE)
+    from_archive = int((~trials["run_id"].isin(_run_ids(records))).sum()) if len(trials) else 0
     figures = []
     for task in table["task"].unique():
         if (table[table["task"] == task]["trials"] > 0).any():
@@ -242,7 +401,8 @@ def write(uri: str, out: Path, name: str = STUDY) -> Path:
     lines = [
         "# The paper's headline table, reproduced",
         "",
-        f"Every study run named `{name}` in `{uri}`, each (task, competitor, seed) once. "
+        f"Every study run named `{name}` in `{uri}`, and the {from_archive} trial(s) of "
+        f"runs no longer there from `{ARCHIVE}`, each (task, competitor, seed) once. "
         "The error is the best training MSE over the epochs on the approximation tasks and "
         "the test MSE on the learning tasks, as in the paper; its mean (std) over 20 trials "
         f"beside ours. Rows with fewer than {PAPER_TRIALS} trials are marked reduced.",
@@ -253,10 +413,33 @@ def write(uri: str, out: Path, name: str = STUDY) -> Path:
         "",
         *[f"- {line}" for line in findings(table) or ["Nowhere by more than 10×."]],
         "",
+        *_dtype_section(trials, out),
         *[f"![{f}]({f})\n" for f in figures],
     ]
     (out / "tables.md").write_text("\n".join(lines), encoding="utf-8")
     return out
+
+
+def _dtype_section(trials: pd.DataFrame, out: Path) -> list[str]:
+    """The float32/float64 comparison, where some row ran in both (``dtypes.csv``)."""
+    rows = dtype_rows(trials)
+    if rows.empty:
+        return []
+    rows.to_csv(out / "dtypes.csv", index=False, float_format="%.6g")
+    return [
+        "## float32 against float64",
+        "",
+        "Rows run in both precisions, on the seeds both finished (the table above uses "
+        "the newest). They agree when their means differ by less than the larger standard "
+        "deviation of their trials.",
+        "",
+        tables.markdown(dtype_display(rows)),
+        "",
+    ]
+
+
+def _run_ids(records: list[StudyRecord]) -> set[str]:
+    return {t.run_id for r in records for s in r.settings for t in (r.trials.get(s.run_id) or [s])}
 
 
 def _seconds(value: float) -> str:
