@@ -107,6 +107,15 @@ class RunConfig:
     objective: Any = "auto"  # a metric name, or a list of them (multi-objective Optuna)
     study: str | None = None  # the MLflow study name of a sweep (default: see sweeping)
     max_failure_rate: float = 1.0
+    restart: bool = False  # a grid sweep opens a new study run rather than resume one
+
+
+def gpus_for(device: str) -> int:
+    """GPUs a launcher asks a cluster for, per job (``hydra/launcher=ray_cluster``)."""
+    return 1 if device == "cuda" else 0
+
+
+OmegaConf.register_new_resolver("admmlab.gpus", gpus_for, replace=True)
 
 
 def _fail(key: str, requirement: str, value: Any) -> None:

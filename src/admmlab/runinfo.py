@@ -1,5 +1,6 @@
 """What a run records about itself: flat params, tags, provenance."""
 
+import json
 import subprocess
 import sys
 from importlib import metadata
@@ -7,7 +8,7 @@ from typing import Any
 
 from admmlab.config import RunConfig
 from admmlab.paths import project_root
-from admmlab.tracking import STUDY_TAG
+from admmlab.tracking import STUDY_TAG, digest
 
 PACKAGES = ("admmlab", "torch", "numpy", "mlflow", "optuna", "hydra-core")
 
@@ -20,6 +21,18 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
+
+
+# Keys that do not change what a setting computes: where it is recorded and how a
+# sweep runs. Two setting runs with equal other keys are the same setting.
+NOT_THE_SETTING = ("tracking.", "study", "restart", "max_failure_rate")
+
+
+def setting_key(params: dict[str, Any]) -> str:
+    """A setting's identity (flattened, resolved config) as a short hash: a resumed
+    study finds the settings it already finished by it."""
+    kept = {k: v for k, v in params.items() if not k.startswith(NOT_THE_SETTING)}
+    return digest(json.dumps(kept, sort_keys=True, default=str))
 
 
 def _git(*args: str) -> str:

@@ -137,6 +137,37 @@ def enforce_failure_rate(
         raise SystemExit(f"error: {message}")
 
 
+def sweep_key(config: DictConfig) -> str | None:
+    """A grid sweep's identity: its overrides, less where and how it runs (launcher,
+    ``restart``), so the same command on another launcher continues the same study.
+    None for an Optuna sweep (its study continues by name) or with ``restart=true``."""
+    if uses_optuna(config) or OmegaConf.select(config, "restart", default=False):
+        return None
+    kept = sorted(
+        o
+        for o in config.hydra.overrides.task
+        if not o.lstrip("+~").startswith(("hydra.", "hydra/", "restart="))
+    )
+    return tracking.digest("\n".join(kept))
+
+
+def resumed_line(store: tracking.Store, study_id: str, name: str) -> str:
+    """What a resumed grid study says before its first job: which settings it skips."""
+    settings = tracking.study_settings(store, study_id)
+    done = [r.data.tags.get("overrides", r.info.run_name) for r in settings
+            if r.info.status == "FINISHED"]  # fmt: skip
+    killed = [r for r in settings if r.data.tags.get("failure_reason") == tracking.STALE_REASON]
+    line = (
+        f"[admmlab] study {name!r} resumes MLflow run {study_id}: "
+        f"{len(done)} setting(s) finished there before and are skipped"
+    )
+    if done:
+        line += " (" + "; ".join(o or "no overrides" for o in reversed(done)) + ")"
+    if killed:
+        line += f"; {len(killed)} left RUNNING by a killed process were marked KILLED"
+    return line + "; failed and killed settings run again"
+
+
 def sweep_definition(config: DictConfig) -> dict[str, str]:
     """The study run's params: what was swept, how, and from which file."""
     return {
@@ -204,12 +235,19 @@ class StudyCallback(Callback):
         continues = continues_optuna_study(config)
         with interrupts.shielded():  # an interrupt waits until the run is known to abort_open_study
             self.run_id, joined = tracking.open_study(
-                self.store, name, sweep_definition(config), tags, continues=continues
+                self.store,
+                name,
+                sweep_definition(config),
+                tags,
+                continues=continues,
+                sweep_key=sweep_key(config),
             )
             _open_study = (self.store, self.run_id)
             kept_as = time.strftime("sweep-%Y%m%d-%H%M%S.yaml") if joined else "sweep.yaml"
             self.store.log_text(self.run_id, record, kept_as)
         verb = "continues in" if joined else "in"
+        if joined and not tags:  # a resumed grid study keeps its name (maybe a timestamp)
+            name = tracking.study_name_of(self.store, self.run_id)
         os.environ.update(
             {
                 STUDY_ENV: self.run_id,
@@ -218,7 +256,10 @@ class StudyCallback(Callback):
                 SINCE_ENV: str(since),
             }
         )
-        print(f"[admmlab] study {name!r} {verb} MLflow run {self.run_id}")
+        if joined and not tags:
+            print(resumed_line(self.store, self.run_id, name))
+        else:
+            print(f"[admmlab] study {name!r} {verb} MLflow run {self.run_id}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _open_study

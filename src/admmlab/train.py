@@ -14,6 +14,7 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from admmlab import interrupts, runinfo
@@ -40,9 +41,11 @@ from admmlab.sweeping import (
     enforce_failure_rate,
     is_multirun,
     job_overrides,
+    uses_optuna,
 )
 from admmlab.tracking import (
     INTERRUPTED,
+    SETTING_KEY_TAG,
     STUDY_TAG,
     SettingRun,
     Store,
@@ -50,6 +53,7 @@ from admmlab.tracking import (
     artifact_dir,
     check_store,
     default_uri,
+    finished_setting,
     record_failed_setting,
     setting_run,
 )
@@ -264,10 +268,12 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
     container = OmegaConf.to_container(cfg, resolve=True)
     tags = runinfo.tags(typed, study=os.environ.get(STUDY_NAME_ENV))
     tags["overrides"] = " ".join(job_overrides())
+    params = runinfo.flatten(container)
+    tags[SETTING_KEY_TAG] = runinfo.setting_key(params)
     with setting_run(
         store,
         runinfo.run_name(typed),
-        params=runinfo.flatten(container),
+        params=params,
         tags=tags,
         seeds=seeds,
         parent=parent,
@@ -439,6 +445,9 @@ def hydra_entry(cfg: DictConfig) -> float | list[float]:
     interrupts.install()  # again here: launchers run jobs in processes of their own
     start = time.perf_counter()
     try:
+        done = finished_before(cfg)
+        if done is not None:
+            return done
         outcome = run(cfg)
     except (*USER_ERRORS, NonFiniteError) as err:
         if not is_multirun():
@@ -451,6 +460,27 @@ def hydra_entry(cfg: DictConfig) -> float | list[float]:
         return _failed_job(cfg, failure_message(err))
     _print_summary(cfg, outcome, time.perf_counter() - start)
     return outcome.sweeper_value()
+
+
+def finished_before(cfg: DictConfig) -> float | None:
+    """In a grid study that resumes, a setting that FINISHED in an earlier invocation is
+    not trained again: its recorded objective is returned to the sweeper instead."""
+    study_id = os.environ.get(STUDY_ENV)
+    if not study_id or not cfg.tracking.enabled or uses_optuna(HydraConfig.get()):
+        return None
+    try:
+        key = runinfo.setting_key(runinfo.flatten(OmegaConf.to_container(cfg, resolve=True)))
+    except Exception:  # refused later, with its reason, by run()
+        return None
+    store = Store(_experiment(cfg.tracking.experiment, cfg.dataset.name), cfg.tracking.uri)
+    previous = finished_setting(store, study_id, key)
+    if previous is None:
+        return None
+    print(
+        f"[admmlab] skipped {' '.join(job_overrides()) or 'the setting'}: it finished in "
+        f"this study before (run {previous.info.run_id})"
+    )
+    return previous.data.metrics.get("objective", math.nan)
 
 
 def _failed_job(cfg: DictConfig, message: str) -> float:

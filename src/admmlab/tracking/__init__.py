@@ -7,11 +7,17 @@ child runs and the setting run holds the mean and std of each final metric.
 A *study run* (one per sweep; a continued Optuna study keeps its run) is the
 parent of its setting runs. Parents are passed by id, so the hierarchy holds
 across processes.
+
+A grid sweep run again with the same overrides continues its study run: runs a
+killed process left RUNNING are marked KILLED, and each setting that FINISHED
+there (found by its ``admmlab.setting_key``) is not trained again.
 """
 
 import fcntl
+import hashlib
 import math
 import os
+import socket
 import statistics
 import tempfile
 import time
@@ -33,6 +39,13 @@ T = TypeVar("T")
 PARENT_TAG = "mlflow.parentRunId"
 STUDY_TAG = "admmlab.study"
 KIND_TAG = "admmlab.kind"  # "study", "setting" or "trial"
+OWNER_TAG = "admmlab.owner"  # host:pid of the process that opened the run
+SETTING_KEY_TAG = "admmlab.setting_key"  # a setting's values, hashed: equal runs, equal keys
+SWEEP_KEY_TAG = "admmlab.sweep_key"  # a grid sweep's overrides, hashed
+STALE_REASON = (
+    "left RUNNING by a process that ended without closing it (killed); "
+    "the resumed study runs the setting again"
+)
 MAX_BATCH = 1000  # MLflow's limit of entities per log_batch call
 
 
@@ -126,7 +139,7 @@ class Store:
     def start_run(
         self, name: str, *, parent: str | None = None, tags: Mapping[str, str] | None = None
     ) -> str:
-        all_tags = dict(tags or {})
+        all_tags = {OWNER_TAG: owner(), **(tags or {})}
         if parent:
             all_tags[PARENT_TAG] = parent
         run = _retry(self.client.create_run, self.experiment_id, run_name=name, tags=all_tags)
@@ -375,10 +388,10 @@ def study_run(store: Store, name: str, definition: Mapping[str, Any]) -> Iterato
         yield run_id
 
 
-def latest_study(store: Store, name: str, tags: Mapping[str, str]) -> str | None:
-    """The newest study run named ``name`` and carrying ``tags`` in the store's
-    experiment, if any."""
-    wanted = {KIND_TAG: "study", STUDY_TAG: name, **tags}
+def latest_study(store: Store, name: str | None, tags: Mapping[str, str]) -> str | None:
+    """The newest study run named ``name`` (any name if None) and carrying ``tags`` in the
+    store's experiment, if any."""
+    wanted = {KIND_TAG: "study", **({STUDY_TAG: name} if name else {}), **tags}
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in wanted.items())
     runs = _retry(
         store.client.search_runs,
@@ -397,20 +410,109 @@ def open_study(
     tags: Mapping[str, str],
     *,
     continues: bool,
+    sweep_key: str | None = None,
 ) -> tuple[str, bool]:
     """The study run of a sweep, and whether it was one already there.
 
     With ``tags`` (an Optuna study's), the newest run named ``name`` carrying them is
     reopened when the sweep ``continues`` that study or when the run is still RUNNING
-    (another worker of the study opened it); otherwise a new run is opened. Find and
-    open happen under one lock, so workers started together on one machine share a run.
+    (another worker of the study opened it). With a ``sweep_key`` (a grid sweep's), the
+    newest run of the same sweep is reopened if it did not finish and its process is
+    gone (:func:`resumable_study`), its stale runs marked KILLED. Otherwise a new run is
+    opened. Find and open happen under one lock, so workers started together on one
+    machine share a run.
     """
     with _store_lock(store.uri):
-        previous = latest_study(store, name, tags) if tags else None
-        if previous and (continues or _status(store, previous) == "RUNNING"):
-            reopen_study(store, previous)
-            return previous, True
+        if tags:
+            previous = latest_study(store, name, tags)
+            if previous and (continues or _status(store, previous) == "RUNNING"):
+                reopen_study(store, previous)
+                return previous, True
+        elif sweep_key:
+            previous = resumable_study(store, sweep_key)
+            if previous:
+                close_stale_runs(store, previous)
+                reopen_study(store, previous)
+                return previous, True
+            tags = {SWEEP_KEY_TAG: sweep_key}
         return start_study(store, name, definition, tags), False
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(tag: str | None) -> bool:
+    """Whether the process an ``admmlab.owner`` tag names still runs. A process on
+    another host cannot be asked: its run counts as stale."""
+    host, _, pid = (tag or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
+
+
+def digest(text: str) -> str:
+    """A short, stable key for ``text`` (a tag value MLflow can search for)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def resumable_study(store: Store, sweep_key: str) -> str | None:
+    """The newest study run of this grid sweep (its name is among its overrides, or was
+    a timestamp), unless a live process still runs it: the sweep continues it (a finished
+    one too, whose settings are then all skipped; ``restart=true`` opens a new one)."""
+    previous = latest_study(store, None, {SWEEP_KEY_TAG: sweep_key})
+    if previous is None:
+        return None
+    run = _retry(store.client.get_run, previous)
+    if run.info.status == "RUNNING" and owner_alive(run.data.tags.get(OWNER_TAG)):
+        return None  # another invocation is running it now
+    return previous
+
+
+def close_stale_runs(store: Store, study_id: str) -> list[str]:
+    """Mark KILLED every setting run (and its trial runs) of the study that a process
+    ended without closing; returns the settings' ids."""
+    stale = [r for r in study_settings(store, study_id) if r.info.status == "RUNNING"]
+    for setting in stale:
+        for trial in _children(store, setting.info.run_id):
+            if trial.info.status == "RUNNING":
+                _end_stale(store, trial.info.run_id)
+        _end_stale(store, setting.info.run_id)
+    return [r.info.run_id for r in stale]
+
+
+def _end_stale(store: Store, run_id: str) -> None:
+    store.set_tags(run_id, {"failure_reason": STALE_REASON})
+    store.end_run(run_id, "KILLED")
+
+
+def _children(store: Store, run_id: str) -> list[Any]:
+    query = f"tags.`{PARENT_TAG}` = '{run_id}'"
+    return _retry(
+        store.client.search_runs, [store.experiment_id], filter_string=query, max_results=50000
+    )
+
+
+def finished_setting(store: Store, study_id: str, setting_key: str) -> Any | None:
+    """The study's FINISHED setting run with this ``setting_key``, if any."""
+    query = (
+        f"tags.`{PARENT_TAG}` = '{study_id}' and tags.`{SETTING_KEY_TAG}` = '{setting_key}' "
+        "and attributes.status = 'FINISHED'"
+    )
+    runs = _retry(
+        store.client.search_runs, [store.experiment_id], filter_string=query, max_results=1
+    )
+    return runs[0] if runs else None
+
+
+def study_name_of(store: Store, run_id: str) -> str:
+    return _retry(store.client.get_run, run_id).data.tags[STUDY_TAG]
 
 
 def _status(store: Store, run_id: str) -> str:
@@ -420,6 +522,7 @@ def _status(store: Store, run_id: str) -> str:
 def reopen_study(store: Store, run_id: str) -> None:
     """Mark a study run RUNNING again, for a sweep that goes on with the same study."""
     _retry(store.client.update_run, run_id, status="RUNNING")
+    store.set_tags(run_id, {OWNER_TAG: owner()})
     if "failure_reason" in _retry(store.client.get_run, run_id).data.tags:
         _retry(store.client.delete_tag, run_id, "failure_reason")
 

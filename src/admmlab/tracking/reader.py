@@ -13,7 +13,14 @@ from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from admmlab.tracking import KIND_TAG, PARENT_TAG, STUDY_TAG, Store, artifact_dir
+from admmlab.tracking import (
+    KIND_TAG,
+    PARENT_TAG,
+    SETTING_KEY_TAG,
+    STUDY_TAG,
+    Store,
+    artifact_dir,
+)
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 PAGE = 1000
@@ -122,6 +129,16 @@ def _children(client: MlflowClient, experiments: list[str], parent: str) -> list
     return sorted((RunRecord.of(r) for r in runs), key=lambda r: (r.start_time, r.run_id))
 
 
+def newest_per_setting(settings: list[RunRecord]) -> list[RunRecord]:
+    """Each setting once: a resumed study ran its killed settings again, and only the
+    newest run of a setting (same ``admmlab.setting_key``) counts. Oldest first."""
+    newest = {}
+    for s in settings:  # oldest first: a later run of the same setting replaces it
+        newest[s.tags.get(SETTING_KEY_TAG) or s.run_id] = s
+    kept = set(map(id, newest.values()))
+    return [s for s in settings if id(s) in kept]
+
+
 def load_study(uri: str, ref: str) -> StudyRecord:
     """The study ``ref`` (name or run id) with its settings and trials, read from ``uri``."""
     client = open_client(uri)
@@ -144,11 +161,13 @@ def load_study_runs(uri: str, name: str) -> list[StudyRecord]:
 
 
 def _record(client: MlflowClient, uri: str, run: Run, experiments: list[str]) -> StudyRecord:
-    settings = [
-        s
-        for s in _children(client, experiments, run.info.run_id)
-        if s.tags.get(KIND_TAG, "setting") == "setting"
-    ]
+    settings = newest_per_setting(
+        [
+            s
+            for s in _children(client, experiments, run.info.run_id)
+            if s.tags.get(KIND_TAG, "setting") == "setting"
+        ]
+    )
     trials = {
         s.run_id: _children(client, experiments, s.run_id) for s in settings if _trial_count(s) > 1
     }
