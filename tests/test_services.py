@@ -196,3 +196,99 @@ def test_two_optuna_workers_share_a_postgres_study(postgres, tmp_path, store_uri
     study = optuna.load_study(study_name="shared", storage=postgres)
     assert len(study.trials) == 6
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+GRID = ("-m", "solver=admm", "solver.epochs=3", "dataset.n_train=50", "model.width=4,5",
+        "solver.beta=0.5,1")  # fmt: skip
+
+
+def objectives_by_setting(client: MlflowClient) -> dict[tuple[str, str], float]:
+    """(width, beta) → objective of each FINISHED setting run of the store."""
+    return {
+        (s.data.params["model.width"], s.data.params["solver.beta"]): s.data.metrics["objective"]
+        for s in runs_of(client, "setting")
+        if s.info.status == "FINISHED"
+    }
+
+
+def owners(runs) -> set[str]:
+    return {r.data.tags["admmlab.owner"] for r in runs}
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A one-node Ray cluster on 127.0.0.1 in a temporary folder, stopped afterwards."""
+    ray = Path(sys.executable).parent / "ray"
+    if not ray.exists():
+        pytest.skip("Ray is not installed (pip install -e '.[ray]')")
+    port = free_port()
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must be short
+    start = [str(ray), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
+             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+             f"--temp-dir={temp}"]  # fmt: skip
+    subprocess.run(start, check=True, capture_output=True, timeout=300)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_grid_and_an_optuna_study_run_on_a_ray_cluster(
+    ray_cluster, mlflow_server, postgres, tmp_path, store_uri
+):
+    """Jobs go to a running Ray cluster's workers, write to the tracking server and to
+    Optuna in PostgreSQL, and give the numbers the same sweep gives run locally."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "RAY_ADDRESS": ray_cluster,
+           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    finish([train([*GRID, "hydra/launcher=ray_cluster"], env, tmp_path)])
+    server = MlflowClient(mlflow_server)
+    (study,) = runs_of(server, "study")
+    assert study.info.status == "FINISHED"
+    settings = runs_of(server, "setting")
+    assert len(settings) == 4 and {s.info.status for s in settings} == {"FINISHED"}
+    assert {s.data.tags["mlflow.parentRunId"] for s in settings} == {study.info.run_id}
+    for s in settings:
+        assert len(server.get_metric_history(s.info.run_id, "train_mse")) == 3
+    assert not owners(settings) & owners([study])  # each job ran in a Ray worker
+
+    optuna_args = ["-m", "hydra/launcher=ray_cluster", "hydra/sweeper=optuna",
+                   "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                   f"hydra.sweeper.storage={postgres}", *OPTUNA_TINY]  # fmt: skip
+    finish([train(optuna_args, env, tmp_path)])
+    trials = optuna.load_study(study_name="shared", storage=postgres).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    tuned = [s for s in runs_of(server, "setting") if s.data.params["model.width"] == "6"]
+    assert sorted(t.value for t in trials) == pytest.approx(
+        sorted(s.data.metrics["objective"] for s in tuned), rel=1e-12
+    )
+
+    local = train(GRID, {**env, "MLFLOW_TRACKING_URI": store_uri}, tmp_path)
+    finish([local])
+    on_ray = objectives_by_setting(server)
+    here = objectives_by_setting(MlflowClient(store_uri))
+    assert len(here) == 4
+    assert {k: on_ray[k] for k in here} == pytest.approx(here, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_as_submitit_jobs(tmp_path, store_uri, client):
+    """hydra/launcher=submitit_local: each setting a submitit job (pickled, run in a
+    process of its own, its return value sent back), as on SLURM."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri, "OMP_NUM_THREADS": "1"}
+    journal = tmp_path / "journal.log"
+    args = ["-m", "hydra/launcher=submitit_local", "hydra/sweeper=optuna",
+            "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+            f"hydra.sweeper.storage={journal}", *OPTUNA_TINY]  # fmt: skip
+    finish([train(args, env, tmp_path)])
+    (study,) = runs_of(client, "study")
+    settings = runs_of(client, "setting")
+    assert study.info.status == "FINISHED"
+    assert len(settings) == 2 and {s.info.status for s in settings} == {"FINISHED"}
+    assert len(owners(settings) | owners([study])) == 3  # three processes
+    trials = journal_study("shared", journal).trials
+    assert sorted(t.value for t in trials) == pytest.approx(
+        sorted(s.data.metrics["objective"] for s in settings), rel=1e-12
+    )
+    assert list((tmp_path / "multirun").glob("*/*/.submitit/*/*_result.pkl"))
