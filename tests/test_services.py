@@ -252,6 +252,11 @@ def test_a_grid_and_an_optuna_study_run_on_a_ray_cluster(
     for s in settings:
         assert len(server.get_metric_history(s.info.run_id, "train_mse")) == 3
     assert not owners(settings) & owners([study])  # each job ran in a Ray worker
+    again = train([*GRID, "hydra/launcher=ray_cluster"], env, tmp_path)
+    out, err = again.communicate(timeout=600)
+    assert again.returncode == 0, err[-3000:]
+    assert "4 setting(s) finished there before and are skipped" in out  # resumed, on Ray
+    assert len(runs_of(server, "setting")) == 4  # (Ray folds the workers' repeated lines)
 
     optuna_args = ["-m", "hydra/launcher=ray_cluster", "hydra/sweeper=optuna",
                    "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
