@@ -17,7 +17,7 @@ from admmlab import tracking
 from conftest import runs_of
 
 WIDTHS = "model.width=4,5,6,7,8,9"
-GRID = ("-m", "solver=sgd", "activation=relu", "solver.epochs=300", "dataset.n_train=200", WIDTHS)
+GRID = ("-m", "solver=sgd", "activation=relu", "solver.epochs=150", "dataset.n_train=200", WIDTHS)
 
 
 def start(args: tuple[str, ...], tmp_path: Path, store_uri: str) -> subprocess.Popen:
