@@ -128,7 +128,9 @@ def test_paper_table_outlives_its_store_through_the_trial_archive(cli, client, s
 
     store = tmp_path / "store" / "mlflow.db"
     store.rename(tmp_path / "lost.db")
+    (out / "paper_product_gate.png").write_bytes(b"left by an earlier report")
     again = paper_table.write(store_uri, out)
+    assert not (out / "paper_product_gate.png").exists()  # no trials of that task now
     assert (again / "tables.csv").read_text() == table_before
     assert "2 trial(s) of runs no longer there" in (again / "tables.md").read_text()
 

@@ -398,6 +398,9 @@ def write(uri: str, out: Path, name: str = STUDY) -> Path:
     for task in table["task"].unique():
         if (table[table["task"] == task]["trials"] > 0).any():
             figures += [f for f in draw(trials, table, task, out) if f.endswith(".png")]
+        else:  # a figure left by an earlier report would show trials no longer counted
+            for stale in out.glob(f"paper_{task}.*"):
+                stale.unlink()
     lines = [
         "# The paper's headline table, reproduced",
         "",
