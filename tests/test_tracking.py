@@ -13,6 +13,7 @@ from admmlab.tracking import (
     study_run,
 )
 from admmlab.train import curve_stride
+from conftest import runs_of
 
 
 def steps(client, run_id: str, name: str = "loss") -> list[int]:
@@ -87,3 +88,32 @@ def test_a_study_run_that_an_error_stops_ends_failed_naming_it(store_uri, client
     assert run.info.status == "FAILED"
     assert run.data.tags["failure_reason"] == "ValueError: no such depth"
     assert run.data.params == {"width": "3"}
+
+
+@pytest.mark.slow
+def test_a_setting_run_shows_its_trials_curves_and_is_named_by_its_swept_values(cli, client):
+    done = cli("-m", "solver=sgd", "activation=relu", "model.width=6", "solver.epochs=5",
+               "trials=3", "dataset.n_train=100", "solver.lr=0.01,0.02")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    settings = sorted(runs_of(client, "setting"), key=lambda r: r.info.run_name)
+    assert [s.info.run_name for s in settings] == [
+        "sgd-relu-msra-d2w6-epochs5-n_train100-lr0.01",
+        "sgd-relu-msra-d2w6-epochs5-n_train100-lr0.02",
+    ]
+    setting = settings[0]
+    assert not [k for k in setting.data.params if k.startswith("dataset.paper_best.")]
+    trials = [t for t in runs_of(client, "trial")
+              if t.data.tags["mlflow.parentRunId"] == setting.info.run_id]  # fmt: skip
+    assert sorted(t.info.run_name for t in trials) == [
+        f"{setting.info.run_name}/seed={k}" for k in range(3)
+    ]
+    curves = {t.info.run_id: client.get_metric_history(t.info.run_id, "train_mse") for t in trials}
+    mean = client.get_metric_history(setting.info.run_id, "train_mse")
+    low = client.get_metric_history(setting.info.run_id, "train_mse_min")
+    assert [m.step for m in mean] == [1, 2, 3, 4, 5]
+    for epoch in range(5):
+        values = [sorted(c, key=lambda m: m.step)[epoch].value for c in curves.values()]
+        assert sorted(mean, key=lambda m: m.step)[epoch].value == pytest.approx(
+            sum(values) / 3, rel=1e-12
+        )
+        assert sorted(low, key=lambda m: m.step)[epoch].value == pytest.approx(min(values))

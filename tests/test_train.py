@@ -242,3 +242,23 @@ def test_library_run_returns_the_objective(make_cfg):
     assert out.objective_name == "test_mse"
     assert out.objective == pytest.approx(out.summary["final_test_mse"][0])
     assert torch.isfinite(torch.tensor(out.objective))
+
+
+@pytest.mark.slow
+def test_a_run_shows_its_progress_and_keeps_its_lines_in_the_job_log(cli, tmp_path):
+    done = cli("solver=sgd", "activation=relu", "model.width=6", "solver.epochs=20",
+               "dataset.n_train=100")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    progress = [line for line in done.stderr.splitlines() if "ETA" in line]
+    assert len(progress) >= 5 and "epoch 10/20 (50%)" in done.stderr
+    assert "sgd-relu-msra-d2w6-epochs20-n_train100-seed0" in progress[0]
+    (log,) = (tmp_path / "outputs").glob("*/*/train.log")
+    kept = log.read_text()
+    assert "epoch 10/20 (50%)" in kept and "[admmlab] solver=sgd" in kept
+
+    sweep = cli("-m", "solver=sgd", "activation=relu", "model.width=6", "solver.epochs=3",
+                "dataset.n_train=100", "solver.lr=0.01,0.02")  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
+    for k, lr in enumerate(("0.01", "0.02")):
+        assert f"#{k} [solver=sgd activation=relu model.width=6 solver.epochs=3 " in sweep.stdout
+        assert f"solver.lr={lr}]: best_train_mse=" in sweep.stdout

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
@@ -86,8 +87,30 @@ def competitor(cfg: RunConfig) -> str:
     return f"{solver} ({act})"
 
 
-def run_name(cfg: RunConfig) -> str:
-    return (
+# Keys a run's name leaves out: already in it, in its tags, or about the sweep itself.
+UNNAMED = {
+    "solver", "activation", "init", "model.depth", "model.width", "seed", "trials",
+    "experiment", "dataset", "sweep", "study", "restart", "max_failure_rate", "objective",
+}  # fmt: skip
+# Constant tables every run carries in its config: not the run's parameters.
+CONSTANT_TABLES = ("dataset.paper_best.", "dataset.tuned.")
+
+
+def run_name(cfg: RunConfig, overrides: Sequence[str] = ()) -> str:
+    """``admm-sigmoid-msra-d2w100-lam1e-06-beta1``: the net, then each value the command
+    line or sweep set (by its last key segment); the seed only on a run of one trial."""
+    name = (
         f"{cfg.solver.name}-{cfg.activation.name}-{cfg.init.name}"
-        f"-d{cfg.model.depth}w{cfg.model.width}-seed{cfg.seed}"
+        f"-d{cfg.model.depth}w{cfg.model.width}"
     )
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in UNNAMED or key.startswith(("hydra", "tracking.")) or not value:
+            continue
+        name += f"-{key.rsplit('.', 1)[-1]}{value}"
+    return name + (f"-seed{cfg.seed}" if cfg.trials == 1 else "")
+
+
+def params(container: dict[str, Any]) -> dict[str, Any]:
+    """A run's params: its flattened, resolved config less the constant tables."""
+    return {k: v for k, v in flatten(container).items() if not k.startswith(CONSTANT_TABLES)}

@@ -29,6 +29,7 @@ from admmlab.data import DataError, Dataset, load_dataset
 from admmlab.data.base import stack_trials
 from admmlab.nets import init_weights
 from admmlab.paths import conf_dir
+from admmlab.progress import Progress, say
 from admmlab.seeding import generator
 from admmlab.solvers.base import FitResult, NonFiniteError
 from admmlab.solving import run_solver
@@ -261,18 +262,28 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         summary = summarise(result)
         return result, summary, {n: objective_value(n, summary) for n in objectives}
 
+    name = runinfo.run_name(typed, job_overrides())
+    shown = Progress(typed.solver.epochs, _label(name), "train_mse", bar=_owns_terminal())
     if not typed.tracking.enabled:
-        result, summary, values = train(_check_interrupts)
+
+        def check_epoch(epoch: int, metrics: dict[str, torch.Tensor]) -> None:
+            interrupts.check()  # a signal whose exception a finaliser dropped
+            shown.update(epoch, _values(metrics))
+
+        try:
+            result, summary, values = train(check_epoch)
+        finally:
+            shown.close()
         return Outcome(values, summary, None, _by_seed(result.diverged, seeds))
     store = Store(_experiment(typed.tracking.experiment, typed.dataset.name), typed.tracking.uri)
     container = OmegaConf.to_container(cfg, resolve=True)
     tags = runinfo.tags(typed, study=os.environ.get(STUDY_NAME_ENV))
     tags["overrides"] = " ".join(job_overrides())
-    params = runinfo.flatten(container)
+    params = runinfo.params(container)
     tags[SETTING_KEY_TAG] = runinfo.setting_key(params)
     with setting_run(
         store,
-        runinfo.run_name(typed),
+        name,
         params=params,
         tags=tags,
         seeds=seeds,
@@ -283,14 +294,17 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
 
         def log_epoch(epoch: int, metrics: dict[str, torch.Tensor]) -> None:
             interrupts.check()  # a signal whose exception a finaliser dropped
-            values = torch.stack(list(metrics.values())).detach().cpu().tolist()
-            tracked.log_epoch(epoch, dict(zip(metrics, values, strict=True)))
+            values = _values(metrics)
+            tracked.log_epoch(epoch, values)
+            shown.update(epoch, values)
 
         try:
             result, summary, values = train(log_epoch)
         except NonFiniteError as err:
             _record_divergence(store, tracked, container, err, seeds)
             raise
+        finally:
+            shown.close()
         tracked.stop_trials(_reasons(result.diverged))
         tracked.log_summary(summary)
         _log_artifacts(store, tracked.run_id, container, result, seeds, typed.tracking.log_weights)
@@ -298,6 +312,31 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         store.log_final(tracked.run_id, {"objective": outcome.objective})
         store.set_tags(tracked.run_id, {"objective_name": outcome.objective_name})
     return outcome
+
+
+def _values(metrics: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """An epoch's metrics, one value per trial, off the device in one transfer."""
+    values = torch.stack(list(metrics.values())).detach().cpu().tolist()
+    return dict(zip(metrics, values, strict=True))
+
+
+def _owns_terminal() -> bool:
+    """A progress bar only on a terminal that no other job of a sweep writes to."""
+    if not sys.stderr.isatty():
+        return False
+    try:
+        launcher = HydraConfig.get().launcher.get("_target_", "")
+    except ValueError:  # no Hydra context: called as a library
+        return True
+    return launcher.endswith("BasicLauncher")
+
+
+def _label(name: str) -> str:
+    """The run's name, with its job number in a sweep."""
+    try:
+        return f"#{HydraConfig.get().job.num} {name}" if is_multirun() else name
+    except ValueError:
+        return name
 
 
 def _experiment(configured: str | None, dataset: str) -> str:
@@ -356,7 +395,7 @@ def _raw_params(cfg: DictConfig) -> dict[str, object]:
         container = OmegaConf.to_container(cfg, resolve=True)
     except Exception:
         container = OmegaConf.to_container(cfg, resolve=False)
-    return runinfo.flatten(container)
+    return runinfo.params(container)
 
 
 def _record_divergence(
@@ -383,11 +422,6 @@ def _reasons(diverged: dict[int, str]) -> dict[int, str]:
 
 def _by_seed(diverged: dict[int, str], seeds: list[int]) -> dict[int, str]:
     return {seeds[k]: why for k, why in diverged.items()}
-
-
-def _check_interrupts(epoch: int, metrics: dict[str, torch.Tensor]) -> None:
-    """An untracked run's epoch callback: a signal whose exception a finaliser dropped."""
-    interrupts.check()
 
 
 def _log_artifacts(store, run_id, container, result: FitResult, seeds, weights=True) -> None:
@@ -417,19 +451,20 @@ def _print_summary(cfg: DictConfig, outcome: Outcome, seconds: float) -> None:
     shown = {"best_train_mse", "final_test_mse", "final_test_acc"} - {outcome.objective_name}
     parts = [f"{k}={outcome.finished_mean(k):.3e}" for k in outcome.summary if k in shown]
     where = f" run={outcome.run_id}" if outcome.run_id else ""
-    print(
+    job = f" {_label('[' + ' '.join(job_overrides()) + ']')}" if is_multirun() else ""
+    say(
         f"[admmlab] solver={cfg.solver.name} activation={cfg.activation.name} "
-        f"depth={cfg.model.depth} width={cfg.model.width} trials={cfg.trials}: "
+        f"depth={cfg.model.depth} width={cfg.model.width} trials={cfg.trials}{job}: "
         f"{outcome.objective_name}={outcome.finished_mean(outcome.objective_name):.4e} "
         f"{' '.join(parts)} ({seconds:.1f}s){where}"
     )
     if outcome.diverged:
         stops = "; ".join(f"seed {seed}: {why}" for seed, why in outcome.diverged.items())
-        print(
+        say(
             f"warning: {len(outcome.diverged)} of {cfg.trials} trials diverged and stopped "
             f"early, the others finished ({stops}); the means above are over the finished "
             "trials, and a sweeper counts the setting failed",
-            file=sys.stderr,
+            sys.stderr,
         )
 
 
@@ -469,14 +504,14 @@ def finished_before(cfg: DictConfig) -> float | None:
     if not study_id or not cfg.tracking.enabled or uses_optuna(HydraConfig.get()):
         return None
     try:
-        key = runinfo.setting_key(runinfo.flatten(OmegaConf.to_container(cfg, resolve=True)))
+        key = runinfo.setting_key(runinfo.params(OmegaConf.to_container(cfg, resolve=True)))
     except Exception:  # refused later, with its reason, by run()
         return None
     store = Store(_experiment(cfg.tracking.experiment, cfg.dataset.name), cfg.tracking.uri)
     previous = finished_setting(store, study_id, key)
     if previous is None:
         return None
-    print(
+    say(
         f"[admmlab] skipped {' '.join(job_overrides()) or 'the setting'}: it finished in "
         f"this study before (run {previous.info.run_id})"
     )

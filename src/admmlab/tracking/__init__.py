@@ -197,6 +197,7 @@ class SettingRun:
         self.store, self.run_id, self.trial_run_ids = store, run_id, trial_run_ids
         self.flush_every, self.stride = max(1, flush_every), max(1, stride)
         self._buffer: list[list[Metric]] = [[] for _ in self.targets]
+        self._spread: list[Metric] = []  # the setting run's per-epoch mean, min and max
         self._skipped: tuple[int, Mapping[str, Sequence[float]]] | None = None
         self._stopped: set[int] = set()
 
@@ -219,9 +220,12 @@ class SettingRun:
         now = int(time.time() * 1000)
         for k, buf in enumerate(self._buffer):
             buf.extend(Metric(name, _finite(v[k]), now, epoch) for name, v in metrics.items())
+        if self.trial_run_ids:  # so the setting run, the one a user clicks, has curves too
+            self._spread.extend(_spread(metrics, now, epoch))
 
     def flush(self) -> None:
-        for run_id, buf in zip(self.targets, self._buffer, strict=True):
+        targets = [*self.targets, self.run_id] if self.trial_run_ids else self.targets
+        for run_id, buf in zip(targets, [*self._buffer, self._spread], strict=False):
             if buf:
                 with interrupts.shielded():  # an interrupt between the two would log ``buf`` twice
                     self.store.log_metrics(run_id, buf)
@@ -270,6 +274,20 @@ class SettingRun:
                 stopped = k in self._stopped and status == "FINISHED"
                 self.store.end_run(run_id, "FAILED" if stopped else status)
             self.store.end_run(self.run_id, status)
+
+
+def _spread(metrics: Mapping[str, Sequence[float]], now: int, epoch: int) -> list[Metric]:
+    """Each curve's mean, min and max over the trials still finite at ``epoch``."""
+    out = []
+    for name, values in metrics.items():
+        alive = [float(v) for v in values if math.isfinite(v)]
+        if alive:
+            out += [
+                Metric(name, statistics.fmean(alive), now, epoch),
+                Metric(f"{name}_min", min(alive), now, epoch),
+                Metric(f"{name}_max", max(alive), now, epoch),
+            ]
+    return out
 
 
 INTERRUPTED = "interrupted (SIGINT/SIGTERM)"
