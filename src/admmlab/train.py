@@ -333,10 +333,7 @@ def _owns_terminal() -> bool:
 
 def _label(name: str) -> str:
     """The run's name, with its job number in a sweep."""
-    try:
-        return f"#{HydraConfig.get().job.num} {name}" if is_multirun() else name
-    except ValueError:
-        return name
+    return f"#{HydraConfig.get().job.num} {name}" if is_multirun() else name
 
 
 def _experiment(configured: str | None, dataset: str) -> str:

@@ -97,10 +97,10 @@ def trial_rows(records: list[StudyRecord], archived: pd.DataFrame | None = None)
     ``archived`` holds trials written by an earlier report (``read_archive``); a trial
     still in the store is taken from the store.
     """
-    frames = [_chunk_rows(record) for record in records]
+    frames = [_chunk_rows(record).assign(archived=False) for record in records]
     if archived is not None and len(archived):
         in_store = set().union(*(set(f["run_id"]) for f in frames)) if frames else set()
-        frames.insert(0, archived[~archived["run_id"].isin(in_store)])
+        frames.insert(0, archived[~archived["run_id"].isin(in_store)].assign(archived=True))
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame()
@@ -393,7 +393,7 @@ def write(uri: str, out: Path, name: str = STUDY) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "tables.csv", index=False, float_format="%.6g")
     write_archive(trials, out / ARCHIVE)
-    from_archive = int((~trials["run_id"].isin(_run_ids(records))).sum()) if len(trials) else 0
+    from_archive = int(trials["archived"].sum()) if len(trials) else 0
     figures = []
     for task in table["task"].unique():
         if (table[table["task"] == task]["trials"] > 0).any():
@@ -439,10 +439,6 @@ def _dtype_section(trials: pd.DataFrame, out: Path) -> list[str]:
         tables.markdown(dtype_display(rows)),
         "",
     ]
-
-
-def _run_ids(records: list[StudyRecord]) -> set[str]:
-    return {t.run_id for r in records for s in r.settings for t in (r.trials.get(s.run_id) or [s])}
 
 
 def _seconds(value: float) -> str:

@@ -224,8 +224,10 @@ class SettingRun:
             self._spread.extend(_spread(metrics, now, epoch))
 
     def flush(self) -> None:
-        targets = [*self.targets, self.run_id] if self.trial_run_ids else self.targets
-        for run_id, buf in zip(targets, [*self._buffer, self._spread], strict=False):
+        pairs = list(zip(self.targets, self._buffer, strict=True))
+        if self.trial_run_ids:
+            pairs.append((self.run_id, self._spread))
+        for run_id, buf in pairs:
             if buf:
                 with interrupts.shielded():  # an interrupt between the two would log ``buf`` twice
                     self.store.log_metrics(run_id, buf)
@@ -435,8 +437,8 @@ def open_study(
     With ``tags`` (an Optuna study's), the newest run named ``name`` carrying them is
     reopened when the sweep ``continues`` that study or when the run is still RUNNING
     (another worker of the study opened it). With a ``sweep_key`` (a grid sweep's), the
-    newest run of the same sweep is reopened if it did not finish and its process is
-    gone (:func:`resumable_study`), its stale runs marked KILLED. Otherwise a new run is
+    newest run of the same sweep is reopened unless a live process still runs it
+    (:func:`resumable_study`), its stale runs marked KILLED. Otherwise a new run is
     opened. Find and open happen under one lock, so workers started together on one
     machine share a run.
     """

@@ -135,8 +135,8 @@ def newest_per_setting(settings: list[RunRecord]) -> list[RunRecord]:
     newest = {}
     for s in settings:  # oldest first: a later run of the same setting replaces it
         newest[s.tags.get(SETTING_KEY_TAG) or s.run_id] = s
-    kept = set(map(id, newest.values()))
-    return [s for s in settings if id(s) in kept]
+    kept = {s.run_id for s in newest.values()}
+    return [s for s in settings if s.run_id in kept]
 
 
 def load_study(uri: str, ref: str) -> StudyRecord:
