@@ -262,7 +262,7 @@ def test_optuna_failed_trials_are_fail_and_the_grid_sampler_works(cli, tmp_path)
     assert by_lr == {0.01: "COMPLETE", 1e9: "FAIL"}
 
 
-def test_nsga2_optimises_error_and_run_time_together(cli, tmp_path):
+def test_nsga2_optimises_error_and_run_time_together(cli, client, tmp_path):
     storage = f"sqlite:///{tmp_path / 'mo.db'}"
     done = cli(
         "-m",
@@ -279,7 +279,12 @@ def test_nsga2_optimises_error_and_run_time_together(cli, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="mo", storage=storage)
+    # Two draws of one depth are two trials, each trained: resuming is for grid studies.
     assert [len(t.values) for t in study.trials] == [2, 2]
+    recorded = {r.info.run_id: r.data.metrics for r in runs_of(client, "setting")}
+    assert len(recorded) == 2
+    values = sorted(tuple(t.values) for t in study.trials)
+    assert values == sorted((m["objective"], m["objective_1"]) for m in recorded.values())
 
 
 def test_parallel_jobs_lose_nothing(cli, client):

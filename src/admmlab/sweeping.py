@@ -39,7 +39,10 @@ def study_name(config: DictConfig) -> str:
 
 
 def uses_optuna(config: DictConfig) -> bool:
-    target = OmegaConf.select(config, "hydra.sweeper._target_", default=None) or ""
+    """Whether the sweeper is ours on Optuna; ``config`` is the whole config or, as a
+    job sees it through ``HydraConfig.get()``, its ``hydra`` node alone."""
+    node = OmegaConf.select(config, "hydra", default=None) or config
+    target = OmegaConf.select(node, "sweeper._target_", default=None) or ""
     return target.startswith("hydra_plugins.admmlab_optuna_sweeper.")
 
 

@@ -309,7 +309,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         tracked.log_summary(summary)
         _log_artifacts(store, tracked.run_id, container, result, seeds, typed.tracking.log_weights)
         outcome = Outcome(values, summary, tracked.run_id, _by_seed(result.diverged, seeds))
-        store.log_final(tracked.run_id, {"objective": outcome.objective})
+        store.log_final(tracked.run_id, objective_metrics(outcome.sweeper_value()))
         store.set_tags(tracked.run_id, {"objective_name": outcome.objective_name})
     return outcome
 
@@ -512,7 +512,17 @@ def finished_before(cfg: DictConfig) -> float | None:
         f"[admmlab] skipped {' '.join(job_overrides()) or 'the setting'}: it finished in "
         f"this study before (run {previous.info.run_id})"
     )
-    return previous.data.metrics.get("objective", math.nan)
+    metrics = previous.data.metrics
+    count = len(cfg.objective) if OmegaConf.is_list(cfg.objective) else 1
+    values = [metrics.get(name, math.nan) for name in objective_metrics([0.0] * count)]
+    return values[0] if count == 1 else values
+
+
+def objective_metrics(value: float | list[float]) -> dict[str, float]:
+    """The sweeper's value(s) as metrics: ``objective``, then ``objective_1``, … for
+    the further objectives of a multi-objective study."""
+    values = value if isinstance(value, list) else [value]
+    return {("objective" if i == 0 else f"objective_{i}"): float(v) for i, v in enumerate(values)}
 
 
 def _failed_job(cfg: DictConfig, message: str) -> float:
