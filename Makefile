@@ -32,10 +32,11 @@ test-fast: install
 bench: install
 	$(PY) benchmarks/run_all.py
 
+# One worker: enough for one person, and light on a laptop (MLflow's default is four).
 ui: install
 	mkdir -p $(STORE)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
-		--default-artifact-root $(STORE)/artifacts --host 127.0.0.1 --port $(PORT)
+		--default-artifact-root $(STORE)/artifacts --host 127.0.0.1 --port $(PORT) --workers 1
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks

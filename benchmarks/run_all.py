@@ -19,6 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = (
+    "startup.py",
     "admm_iteration.py",
     "sgd_epoch.py",
     "batched_trials.py",

@@ -36,9 +36,9 @@ from omegaconf import OmegaConf
 
 from admmlab.config import validate
 from admmlab.paths import conf_dir, sweeps_dir
+from admmlab.setting import initial_weights, load_trials, resolve_device
 from admmlab.solvers.base import NonFiniteError
 from admmlab.solving import run_solver
-from admmlab.train import initial_weights, load_trials, resolve_device
 from benchkit import DEVICE_FLOPS, LAUNCH_S, DeviceWork, header, parse_args, summary, table
 
 SMALL_BUDGET_MARK = "# Small budget"

@@ -3,7 +3,7 @@
     python benchmarks/tracking_overhead.py [--quick]
 
 Composes the run as ``admmlab-train`` would (solver=sgd activation=relu, depth 2,
-width 20, N = 1000, 2000 epochs; ``--quick``: 200) and calls ``admmlab.train.run``
+width 20, N = 1000, 2000 epochs; ``--quick``: 200) and calls ``admmlab.setting.run``
 with tracking on (a temporary SQLite store through ``MLFLOW_TRACKING_URI``) and
 with ``tracking.enabled=false``, interleaved. Prints the overhead as a fraction of
 the untracked run, the first run's extra cost of creating the store, and where a
@@ -22,7 +22,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from admmlab import train
+from admmlab import setting
 from admmlab.paths import conf_dir
 from benchkit import header, interleaved, parse_args, summary, table
 
@@ -38,10 +38,10 @@ TRACKING_PARTS = {
     "open the store (Store.__init__)": ("admmlab/tracking.py", "__init__"),
     "start the run (Store.start_run)": ("admmlab/tracking.py", "start_run"),
     "params (Store.log_params)": ("admmlab/tracking.py", "log_params"),
-    "per-epoch callback (train.log_epoch)": ("admmlab/train.py", "log_epoch"),
+    "per-epoch callback (setting.log_epoch)": ("admmlab/setting.py", "log_epoch"),
     "  of which batched writes (SettingRun.flush)": ("admmlab/tracking.py", "flush"),
     "summary (SettingRun.log_summary)": ("admmlab/tracking.py", "log_summary"),
-    "artifacts (train._log_artifacts)": ("admmlab/train.py", "_log_artifacts"),
+    "artifacts (setting._log_artifacts)": ("admmlab/setting.py", "_log_artifacts"),
     "  of which the learning-curve figure": ("admmlab/report/curves.py", "learning_curve"),
     "close (SettingRun.end)": ("admmlab/tracking.py", "end"),
 }
@@ -71,10 +71,10 @@ def measure(epochs: int, repeats: int, store: Path, extra: Sequence[str] = ()) -
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     tracked, untracked = composed(epochs, True, extra), composed(epochs, False, extra)
     start = time.perf_counter()
-    train.run(tracked)  # creates the store's schema: a one-time cost, reported apart
+    setting.run(tracked)  # creates the store's schema: a one-time cost, reported apart
     first = time.perf_counter() - start
     times = interleaved(
-        {"tracked": lambda: train.run(tracked), "untracked": lambda: train.run(untracked)},
+        {"tracked": lambda: setting.run(tracked), "untracked": lambda: setting.run(untracked)},
         repeats,
     )
     return Overhead(epochs, times["tracked"], times["untracked"], first)
@@ -85,9 +85,9 @@ def profile_tracked(epochs: int, store: Path, extra: Sequence[str] = ()) -> dict
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     cfg = composed(epochs, True, extra)
     profiler = cProfile.Profile()
-    profiler.runcall(train.run, cfg)
+    profiler.runcall(setting.run, cfg)
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
-    parts = {"whole run (profiled)": ("admmlab/train.py", "run"), **TRACKING_PARTS}
+    parts = {"whole run (profiled)": ("admmlab/setting.py", "run"), **TRACKING_PARTS}
     out = dict.fromkeys(parts, 0.0)
     for (path, _, name), (_, _, _, cumulative, _) in stats.items():
         for label, (file, function) in parts.items():
@@ -118,7 +118,7 @@ def report(result: Overhead, parts: dict[str, float]) -> None:
 
 def main() -> None:
     args = parse_args(__doc__)
-    header("Tracking overhead of admmlab.train.run")
+    header("Tracking overhead of admmlab.setting.run")
     epochs, repeats = (200, 1) if args.quick else (2000, 3)
     with tempfile.TemporaryDirectory(prefix="admmlab-bench-") as tmp:
         result = measure(epochs, repeats, Path(tmp))

@@ -5,7 +5,7 @@ import signal
 
 import pytest
 
-from admmlab import demo, train
+from admmlab import demo, setting
 from admmlab.demo import Setting
 from admmlab.report.build import REPORT_DIR_ENV
 from admmlab.tracking import PARENT_TAG, STUDY_TAG
@@ -55,7 +55,7 @@ def test_the_demo_records_its_study_with_every_setting_and_writes_the_report(
 def test_an_interrupted_demo_ends_its_study_killed_and_keeps_the_finished_setting(
     shrunk_demo, client, tmp_path, monkeypatch
 ):
-    real, calls = train.run_solver, []
+    real, calls = setting.run_solver, []
 
     def signalled_in_second_setting(*args, callback, **kwargs):
         calls.append(1)
@@ -67,7 +67,7 @@ def test_an_interrupted_demo_ends_its_study_killed_and_keeps_the_finished_settin
 
         return real(*args, callback=each_epoch, **kwargs)
 
-    monkeypatch.setattr(train, "run_solver", signalled_in_second_setting)
+    monkeypatch.setattr(setting, "run_solver", signalled_in_second_setting)
     with pytest.raises(SystemExit, match=r"\[demo\] interrupted"):
         demo.main()
     (study,) = runs_of(client, "study")

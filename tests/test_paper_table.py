@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from admmlab.config import validate
 from admmlab.report import paper_table
+from admmlab.setting import initial_weights, load_trials
 from admmlab.solving import run_solver
-from admmlab.train import initial_weights, load_trials
 from conftest import journal_study, runs_of
 
 TINY = ("solver.epochs=3", "model.depth=2", "model.width=6", "dataset.n_train=100")

@@ -354,7 +354,7 @@ def test_competitor_presets_find_a_structure_for_every_real_set(name, competitor
 
 @pytest.mark.parametrize("preset", ["real_digits_admm", "real_digits_adam"])
 def test_training_on_digits_reports_validation_and_test_accuracy(preset, make_cfg):
-    from admmlab.train import run
+    from admmlab.setting import run
 
     cfg = make_cfg(
         f"experiment={preset}", "solver.epochs=2", "model.width=20", "tracking.enabled=false"

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from admmlab import interrupts
 from admmlab.config import ConfigError, validate
+from admmlab.setting import run
 from admmlab.tracking import SettingRun, Store, setting_run
-from admmlab.train import run
 from conftest import runs_of
 
 BAD_INPUT = [

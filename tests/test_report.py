@@ -15,8 +15,9 @@ from admmlab.paths import conf_dir
 from admmlab.report import aggregate, tables
 from admmlab.report.build import write_report
 from admmlab.report.cli import main as report_main
+from admmlab.setting import run
+from admmlab.sweeping import STUDY_NAME_ENV
 from admmlab.tracking.reader import load_study
-from admmlab.train import STUDY_NAME_ENV, run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TINY = [

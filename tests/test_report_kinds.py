@@ -21,8 +21,9 @@ from admmlab import sweeping, tracking
 from admmlab.paths import conf_dir
 from admmlab.report import aggregate, curves, figures, optuna_study
 from admmlab.report.build import GRID_NOTE, write_report
+from admmlab.setting import run
+from admmlab.sweeping import STUDY_NAME_ENV
 from admmlab.tracking.reader import load_study
-from admmlab.train import STUDY_NAME_ENV, run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 OPTUNA_PNGS = {f"{p.stem}.png" for p in optuna_study.PLOTS}
@@ -215,7 +216,6 @@ def optuna_tags(name: str, storage: str) -> dict[str, str]:
 
 
 def test_the_report_reads_the_tags_the_sweep_writes():
-    assert sweeping.OPTUNA_TAGS == (optuna_study.STUDY_TAG, optuna_study.STORAGE_TAG)
     ref = optuna_study.optuna_ref(optuna_tags("s", "default journal"))
     assert ref == optuna_study.OptunaRef("s", None)
     assert optuna_study.optuna_ref({"admmlab.study": "depth"}) is None

@@ -2,6 +2,7 @@
 
 import re
 import shlex
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import optuna
@@ -10,10 +11,11 @@ import pytest
 from admmlab import tracking
 from admmlab.paths import sweeps_dir
 from admmlab.report import aggregate
+from admmlab.report.build import write_report
 from admmlab.sweeping import best_setting
 from admmlab.tracking.reader import load_study
 from conftest import journal_study, runs_of
-from hydra_plugins.admmlab_optuna_sweeper import search_space
+from hydra_plugins.admmlab_optuna_sweeper import _search_space as search_space
 
 EPOCHS = 6  # enough for lr=1e9 to overflow float64 on this tiny problem
 TINY = ("dataset=square", "model.width=6", f"solver.epochs={EPOCHS}", "dataset.n_train=200")
@@ -285,6 +287,52 @@ def test_nsga2_optimises_error_and_run_time_together(cli, client, tmp_path):
     assert len(recorded) == 2
     values = sorted(tuple(t.values) for t in study.trials)
     assert values == sorted((m["objective"], m["objective_1"]) for m in recorded.values())
+
+
+def test_a_median_pruner_stops_poor_sgd_trials_and_every_record_says_so(cli, client, tmp_path):
+    storage = tmp_path / "pruning.log"
+    done = cli(
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.sampler.seed=0",
+        "hydra.sweeper.n_trials=8",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=pruned",
+        "hydra.sweeper.pruner=median",
+        "solver.lr=tag(log, interval(1e-4, 1e-1))",
+        "solver=sgd",
+        "activation=relu",
+        "dataset=square",
+        "model.width=6",
+        "solver.epochs=40",
+        "dataset.n_train=200",
+    )
+    assert done.returncode == 0, done.stderr
+    study = journal_study("pruned", storage)
+    assert study.metric_names == ["best_train_mse"]
+    states = Counter(t.state.name for t in study.trials)
+    assert states["PRUNED"] >= 1 and states["PRUNED"] + states["COMPLETE"] == 8, states
+    runs = {r.info.run_id: r for r in runs_of(client, "setting")}
+    for trial in study.trials:
+        run = runs[trial.user_attrs["mlflow_run_id"]]
+        assert run.data.tags["optuna.trial_number"] == str(trial.number)
+        assert run.data.tags["optuna.study_name"] == "pruned"
+        if trial.state.name == "PRUNED":
+            epoch = trial.user_attrs["pruned_at_epoch"]
+            assert run.info.status == "KILLED"
+            assert (
+                f"pruned by Optuna's median pruner at epoch {epoch}"
+                in (run.data.tags["failure_reason"])
+            )
+            assert max(trial.intermediate_values) == epoch < 40
+        else:
+            assert run.info.status == "FINISHED" and len(trial.intermediate_values) == 40
+    # One study name in Optuna and MLflow: the report takes it.
+    (study_run,) = runs_of(client, "study")
+    assert study_run.info.run_name == "pruned"
+    report = write_report("pruned", uri=client.tracking_uri, out=tmp_path / "r", log=False)
+    assert (report / "index.md").exists()
 
 
 def test_parallel_jobs_lose_nothing(cli, client):

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from admmlab.setting import curve_stride
 from admmlab.tracking import (
     Store,
     TrackingError,
@@ -12,7 +13,6 @@ from admmlab.tracking import (
     setting_run,
     study_run,
 )
-from admmlab.train import curve_stride
 from conftest import runs_of
 
 

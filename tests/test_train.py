@@ -6,8 +6,8 @@ import statistics
 import pytest
 import torch
 
+from admmlab.setting import run
 from admmlab.solvers.base import NonFiniteError
-from admmlab.train import run
 from conftest import poison_output, runs_of
 
 ARTIFACTS = {"config.yaml", "history.csv", "learning_curve.png", "weights.pt"}

@@ -16,11 +16,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from admmlab.data import DATASETS
-from admmlab.nets import ACTIVATIONS, INIT_SCHEMES
 from admmlab.paths import conf_dir
-from admmlab.solvers.admm import IMPLS as ADMM_IMPLS
-from admmlab.solvers.sgd_steps import IMPLS as SGD_IMPLS
 
 SOLVERS = ("admm", "sgd", "sgdm", "adam")
 DEVICES = ("cpu", "cuda", "auto")
@@ -159,6 +155,13 @@ def check_ranges(cfg: RunConfig) -> None:
     ):
         section, _, name = key.rpartition(".")
         _positive_int(key, getattr(getattr(cfg, section) if section else cfg, name))
+    # The registries load torch: imported here, so that --help and a refused key or
+    # group option answer without it.
+    from admmlab.data import DATASETS
+    from admmlab.nets import ACTIVATIONS, INIT_SCHEMES
+    from admmlab.solvers.admm import IMPLS as ADMM_IMPLS
+    from admmlab.solvers.sgd_steps import IMPLS as SGD_IMPLS
+
     s, d = cfg.solver, cfg.dataset
     _one_of("solver", s.name, SOLVERS)
     _one_of("activation", cfg.activation.name, ACTIVATIONS)

@@ -19,8 +19,8 @@ from hydra import compose, initialize_config_dir
 from admmlab import interrupts, tracking
 from admmlab.paths import conf_dir, mlruns_dir
 from admmlab.report.build import write_report
+from admmlab.setting import run
 from admmlab.sweeping import STUDY_NAME_ENV, best_setting
-from admmlab.train import run
 
 STUDY = "demo"
 EXPERIMENT = "demo"

@@ -4,6 +4,8 @@ setting is recorded and the sweep goes on, until more than ``max_failure_rate``
 of the settings have failed).
 """
 
+from __future__ import annotations
+
 import importlib
 import math
 import os
@@ -23,19 +25,28 @@ STUDY_NAME_ENV = "ADMMLAB_STUDY"  # the study's name, tagged on every setting ru
 EXPERIMENT_ENV = "ADMMLAB_STUDY_EXPERIMENT"
 # When this invocation of the sweep began (ms): its failure rate counts from then.
 SINCE_ENV = "ADMMLAB_STUDY_SINCE"
-OPTUNA_TAGS = ("admmlab.optuna_study", "admmlab.optuna_storage")
+OPTUNA_TAGS = (tracking.OPTUNA_STUDY_TAG, tracking.OPTUNA_STORAGE_TAG)
 
 
 def study_name(config: DictConfig) -> str:
-    """``study`` if set, else the Optuna study name, the sweep's name, or a timestamp
-    (with the Optuna sweeper: its default study name, so that a study keeps its run)."""
-    for key in ("study", "hydra.sweeper.study_name", "hydra.runtime.choices.sweep"):
+    """The study run's name: with the Optuna sweeper, the Optuna study's (one name in
+    both places); else ``study`` if set, the sweep's name, or a timestamp."""
+    if uses_optuna(config):
+        return optuna_study_name(
+            OmegaConf.select(config, "hydra.sweeper.study_name", default=None),
+            OmegaConf.select(config, "study", default=None),
+        )
+    for key in ("study", "hydra.runtime.choices.sweep"):
         value = OmegaConf.select(config, key, default=None)
         if value:
             return str(value)
-    if uses_optuna(config):
-        return optuna_sweeper().optuna_study_name(config)
     return time.strftime("multirun-%Y%m%d-%H%M%S")
+
+
+def optuna_study_name(sweeper_study_name: str | None, study: str | None) -> str:
+    """The Optuna study of a multirun: ``hydra.sweeper.study_name``, else ``study``,
+    else ``admmlab``."""
+    return str(sweeper_study_name or study or "admmlab")
 
 
 def uses_optuna(config: DictConfig) -> bool:
@@ -48,7 +59,7 @@ def uses_optuna(config: DictConfig) -> bool:
 
 def optuna_sweeper() -> ModuleType:
     """The Optuna sweeper's module, imported only for sweeps that use it."""
-    return importlib.import_module("hydra_plugins.admmlab_optuna_sweeper.optuna_sweeper")
+    return importlib.import_module("hydra_plugins.admmlab_optuna_sweeper._impl")
 
 
 def continues_optuna_study(config: DictConfig) -> bool:
@@ -67,7 +78,7 @@ def optuna_tags(config: DictConfig) -> dict[str, str]:
     if not uses_optuna(config):
         return {}
     spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
-    values = (optuna_sweeper().optuna_study_name(config), spec or "default journal")
+    values = (study_name(config), spec or "default journal")
     return dict(zip(OPTUNA_TAGS, values, strict=True))
 
 

@@ -17,21 +17,19 @@ import optuna
 import optuna.visualization.matplotlib as ovm
 import pandas as pd
 from matplotlib.axes import Axes
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from admmlab.paths import JOURNAL_SUFFIXES, default_journal
+from admmlab.optuna_storage import StorageUnavailable, open_readonly
+from admmlab.paths import default_journal
 from admmlab.report import tables
 from admmlab.report.style import SVG_RC, save
+from admmlab.tracking import OPTUNA_STORAGE_TAG, OPTUNA_STUDY_TAG
 
-STUDY_TAG = "admmlab.optuna_study"
-STORAGE_TAG = "admmlab.optuna_storage"
 DEFAULT_STORAGE = "default journal"  # what the tag reads when no storage was given
 BEST_ROWS = 10
 
 
-class StudyUnavailable(LookupError):
+class StudyUnavailable(StorageUnavailable):
     """The Optuna study cannot be read; the message says why, in one line."""
 
 
@@ -45,35 +43,11 @@ class OptunaRef:
 
 def optuna_ref(tags: Mapping[str, str]) -> OptunaRef | None:
     """The Optuna study a study run's tags name, or None for any other sweep."""
-    name = tags.get(STUDY_TAG)
+    name = tags.get(OPTUNA_STUDY_TAG)
     if not name:
         return None
-    spec = tags.get(STORAGE_TAG) or DEFAULT_STORAGE
+    spec = tags.get(OPTUNA_STORAGE_TAG) or DEFAULT_STORAGE
     return OptunaRef(name, None if spec == DEFAULT_STORAGE else spec)
-
-
-def _journal_path(spec: str | None) -> Path | None:
-    """The journal file a storage spec names (as the sweeper reads it), else None."""
-    if not spec:
-        return default_journal()
-    if spec.startswith("journal:"):
-        return Path(spec.removeprefix("journal:")).expanduser()
-    if "://" not in spec and spec.endswith(JOURNAL_SUFFIXES):
-        return Path(spec).expanduser()
-    return None
-
-
-def open_readonly(spec: str | None) -> BaseStorage:
-    """The storage ``spec`` names, opened without creating a file, a table or a row."""
-    path = _journal_path(spec)
-    if path is not None:
-        if not path.is_file():  # the backend would create it
-            raise StudyUnavailable(f"no Optuna journal at {path}")
-        return JournalStorage(JournalFileBackend(str(path)))
-    spec = str(spec)  # not a journal: an RDB URL
-    if spec.startswith("sqlite:///") and not Path(spec.removeprefix("sqlite:///")).is_file():
-        raise StudyUnavailable(f"no Optuna database at {spec}")
-    return RDBStorage(spec, skip_table_creation=True, skip_compatibility_check=True)
 
 
 def load(ref: OptunaRef) -> optuna.Study:
@@ -81,8 +55,8 @@ def load(ref: OptunaRef) -> optuna.Study:
     where = ref.storage or str(default_journal())
     try:
         return optuna.load_study(study_name=ref.name, storage=open_readonly(ref.storage))
-    except StudyUnavailable:
-        raise
+    except StorageUnavailable as err:
+        raise StudyUnavailable(str(err)) from None
     except Exception as err:  # a missing study, table or server: say which, in one line
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise StudyUnavailable(f"Optuna study {ref.name!r} in {where}: {first}") from None

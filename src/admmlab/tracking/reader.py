@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from admmlab.tracking import (
     KIND_TAG,
+    OPTUNA_STUDY_TAG,
     PARENT_TAG,
     SETTING_KEY_TAG,
     STUDY_TAG,
@@ -119,9 +120,14 @@ def find_study(client: MlflowClient, ref: str) -> Run:
     experiments = _experiment_ids(client)
     # Names are matched here rather than in the filter, so any characters are safe.
     for run in _search(client, experiments, f"tags.`{KIND_TAG}` = 'study'"):
-        if ref in (run.data.tags.get(STUDY_TAG), run.info.run_name):
+        if ref in _names(run):
             return run
     raise StudyNotFound(f"unknown study {ref!r}: no study run has that name or id")
+
+
+def _names(run: Run) -> tuple[str | None, ...]:
+    """The names a study run answers to: its own, its study tag and its Optuna study's."""
+    return (run.info.run_name, run.data.tags.get(STUDY_TAG), run.data.tags.get(OPTUNA_STUDY_TAG))
 
 
 def _children(client: MlflowClient, experiments: list[str], parent: str) -> list[RunRecord]:
@@ -153,7 +159,7 @@ def load_study_runs(uri: str, name: str) -> list[StudyRecord]:
     runs = [
         run
         for run in _search(client, experiments, f"tags.`{KIND_TAG}` = 'study'")
-        if name in (run.data.tags.get(STUDY_TAG), run.info.run_name)
+        if name in _names(run)
     ]
     if not runs:
         raise StudyNotFound(f"unknown study {name!r}: no study run has that name")

@@ -28,7 +28,7 @@ class RandomSamplerConf:
 class GridSamplerConf:
     """The grid is built from the (discrete) search space: ``choice``/``range``."""
 
-    _target_: str = "hydra_plugins.admmlab_optuna_sweeper.search_space.SweepGridSampler"
+    _target_: str = "hydra_plugins.admmlab_optuna_sweeper._search_space.SweepGridSampler"
     seed: int | None = None
 
 
@@ -64,6 +64,12 @@ class OptunaSweeperConf:
     n_jobs: int = 1  # trials asked for and launched together (parallel with joblib)
     max_failure_rate: float = "${max_failure_rate}"  # type: ignore[assignment]
     params: dict[str, str] | None = None
+    # Stop unpromising trials early: none, median or hyperband (Optuna's pruners); each
+    # job reports its objective every report_every epochs (0: about 50 times a run)
+    pruner: str = "none"
+    report_every: int = 0
+    # Set by the sweeper on each job it launches: the Optuna trial the job runs
+    trial: int | None = None
 
 
 def register() -> None:
