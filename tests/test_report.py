@@ -16,7 +16,6 @@ from admmlab.report import aggregate, tables
 from admmlab.report.build import write_report
 from admmlab.report.cli import main as report_main
 from admmlab.setting import run
-from admmlab.sweeping import STUDY_NAME_ENV
 from admmlab.tracking.reader import load_study
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -52,14 +51,14 @@ NOT_IN_MAIN = {"lambda_beta_heatmap", "init_boxplot", "noise"}
 def make_study(uri: str, name: str, settings: list[list[str]], mp: pytest.MonkeyPatch) -> str:
     """Run ``settings`` as one study on the store at ``uri``; returns the study run id."""
     mp.setenv("MLFLOW_TRACKING_URI", uri)
-    mp.setenv(STUDY_NAME_ENV, name)
     store = tracking.Store("report-test", uri)
     study_id = tracking.start_study(store, name, {"purpose": "test"})
+    study = tracking.StudyContext(study_id, name, "report-test")
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         for overrides in settings:
-            # The diverging setting raises; train.run has recorded it FAILED by then.
+            # The diverging setting raises; setting.run has recorded it FAILED by then.
             with contextlib.suppress(FloatingPointError):
-                run(compose(config_name="config", overrides=TINY + overrides), parent=study_id)
+                run(compose(config_name="config", overrides=TINY + overrides), study=study)
     tracking.end_study(store, study_id)
     return study_id
 

@@ -17,12 +17,12 @@ from hydra import compose, initialize_config_dir
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
+from admmlab import artifacts as curves
 from admmlab import sweeping, tracking
 from admmlab.paths import conf_dir
-from admmlab.report import aggregate, curves, figures, optuna_study
+from admmlab.report import aggregate, figures, optuna_study
 from admmlab.report.build import GRID_NOTE, write_report
 from admmlab.setting import run
-from admmlab.sweeping import STUDY_NAME_ENV
 from admmlab.tracking.reader import load_study
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -59,12 +59,12 @@ def make_study(
 ) -> str:
     """Run ``settings`` in-process as one study on ``uri``; returns the study run id."""
     mp.setenv("MLFLOW_TRACKING_URI", uri)
-    mp.setenv(STUDY_NAME_ENV, name)
     store = tracking.Store("kinds-test", uri)
     study_id = tracking.start_study(store, name, {"purpose": "test"}, tags)
+    study = tracking.StudyContext(study_id, name, "kinds-test")
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         for overrides in settings:
-            run(compose(config_name="config", overrides=TINY + overrides), parent=study_id)
+            run(compose(config_name="config", overrides=TINY + overrides), study=study)
     tracking.end_study(store, study_id)
     return study_id
 

@@ -7,11 +7,8 @@ then the study's report.
 ``MLFLOW_TRACKING_URI`` and ``ADMMLAB_REPORT_DIR`` redirect the store and the report.
 """
 
-import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from hydra import compose, initialize_config_dir
@@ -20,7 +17,7 @@ from admmlab import interrupts, tracking
 from admmlab.paths import conf_dir, mlruns_dir
 from admmlab.report.build import write_report
 from admmlab.setting import run
-from admmlab.sweeping import STUDY_NAME_ENV, best_setting
+from admmlab.sweeping import best_setting
 
 STUDY = "demo"
 EXPERIMENT = "demo"
@@ -108,28 +105,14 @@ def definition() -> dict[str, object]:
     }
 
 
-@contextmanager
-def study_env(name: str) -> Iterator[None]:
-    """Tag every setting run with the study's name, as a sweep would."""
-    before = os.environ.get(STUDY_NAME_ENV)
-    os.environ[STUDY_NAME_ENV] = name
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(STUDY_NAME_ENV, None)
-        else:
-            os.environ[STUDY_NAME_ENV] = before
-
-
-def run_setting(setting: Setting, study_id: str) -> str:
+def run_setting(setting: Setting, study: tracking.StudyContext) -> str:
     """Train one setting; returns a one-line result.
 
     A failure is not fatal: ``train.run`` has recorded the run FAILED, with its reason.
     """
     cfg = compose(config_name="config", overrides=setting.overrides())
     try:
-        outcome = run(cfg, parent=study_id)
+        outcome = run(cfg, study=study)
     except Exception as err:
         return f"FAILED ({type(err).__name__}: {err})"
     result = f"{outcome.objective_name} {outcome.finished_mean(outcome.objective_name):.2e}"
@@ -147,12 +130,11 @@ def run_study(store: tracking.Store) -> str:
     todo = settings()
     with (
         tracking.study_run(store, STUDY, definition()) as study_id,
-        study_env(STUDY),
         initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"),
     ):
         for i, setting in enumerate(todo, start=1):
             start = time.perf_counter()
-            result = run_setting(setting, study_id)
+            result = run_setting(setting, tracking.StudyContext(study_id, STUDY, EXPERIMENT))
             knobs = ""
             if setting.lam_beta is not None:
                 knobs = f" lam {setting.lam_beta[0]:g} beta {setting.lam_beta[1]:g}"

@@ -9,7 +9,6 @@ The command line around it, and what a sweep's job does with the outcome, is
 
 import dataclasses
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +28,9 @@ from admmlab.seeding import generator
 from admmlab.solvers.base import FitResult, NonFiniteError
 from admmlab.solving import run_solver
 from admmlab.sweeping import (
-    EXPERIMENT_ENV,
-    STUDY_ENV,
-    STUDY_NAME_ENV,
     is_multirun,
     job_overrides,
+    job_study,
     uses_optuna,
 )
 from admmlab.tracking import (
@@ -41,6 +38,7 @@ from admmlab.tracking import (
     STUDY_TAG,
     SettingRun,
     Store,
+    StudyContext,
     TrackingError,
     artifact_dir,
     check_store,
@@ -237,19 +235,20 @@ def prepare(cfg: DictConfig) -> Prepared:
     return Prepared(typed, seeds, data, weights, objectives, optuna_trial_of(typed, objectives))
 
 
-def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
+def run(cfg: DictConfig, *, study: StudyContext | None = None) -> Outcome:
     """Train one setting described by the composed ``cfg``; track it unless disabled.
 
     Everything that can be refused is checked (:func:`prepare`) before an MLflow run
-    is opened or training starts. Under a study run (``parent``, or the sweep's), a
-    refused setting is recorded as a FAILED setting run with its reason, then re-raised.
+    is opened or training starts. Under a study run (``study``, or in a sweep's job
+    the sweep's), a refused setting is recorded as a FAILED setting run with its
+    reason, then re-raised.
     """
-    parent = parent or os.environ.get(STUDY_ENV)
+    study = study or job_study(cfg)
     try:
         ready = prepare(cfg)
     except Exception as err:
-        if parent:
-            record_refused(cfg, parent, failure_message(err))
+        if study:
+            record_refused(cfg, study, failure_message(err))
         raise
     typed, seeds, objectives, trial = ready.typed, ready.seeds, ready.objectives, ready.trial
 
@@ -266,7 +265,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         return result, summary, {n: objective_value(n, summary) for n in objectives}
 
     name = runinfo.run_name(typed, job_overrides())
-    shown = Progress(typed.solver.epochs, label(name), "train_mse", bar=_owns_terminal())
+    shown = Progress(typed.solver.epochs, label(name, study), "train_mse", bar=_owns_terminal())
     if not typed.tracking.enabled:
 
         def check_epoch(epoch: int, metrics: dict[str, torch.Tensor]) -> None:
@@ -281,9 +280,9 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         finally:
             shown.close()
         return Outcome(values, summary, None, _by_seed(result.diverged, seeds))
-    store = Store(experiment(cfg), typed.tracking.uri)
+    store = Store(experiment(cfg, study), typed.tracking.uri)
     container = OmegaConf.to_container(cfg, resolve=True)
-    tags = runinfo.tags(typed, study=os.environ.get(STUDY_NAME_ENV))
+    tags = runinfo.tags(typed, study=study.name if study else None)
     tags["overrides"] = " ".join(job_overrides())
     params = runinfo.params(container)
     tags[SETTING_KEY_TAG] = runinfo.setting_key(params)
@@ -294,7 +293,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
         params=params,
         tags=tags,
         seeds=seeds,
-        parent=parent,
+        parent=study.run_id if study else None,
         flush_every=typed.tracking.flush_every,
         stride=curve_stride(typed.solver.epochs, typed.tracking.max_points),
     ) as tracked:
@@ -308,7 +307,7 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
                 trial.watch(epoch, values)
 
         if trial:
-            trial.attach(tracked.run_id, experiment(cfg))
+            trial.attach(tracked.run_id, experiment(cfg, study))
         try:
             result, summary, values = train(log_epoch)
         except NonFiniteError as err:
@@ -316,12 +315,10 @@ def run(cfg: DictConfig, *, parent: str | None = None) -> Outcome:
             raise
         finally:
             shown.close()
-        tracked.stop_trials(_reasons(result.diverged))
-        tracked.log_summary(summary)
-        _log_artifacts(store, tracked.run_id, container, result, seeds, typed.tracking.log_weights)
         outcome = Outcome(values, summary, tracked.run_id, _by_seed(result.diverged, seeds))
-        store.log_final(tracked.run_id, objective_metrics(outcome.sweeper_value()))
-        store.set_tags(tracked.run_id, {"objective_name": outcome.objective_name})
+        with artifact_dir() as folder:
+            write_artifacts(folder, container, result, seeds, typed.tracking.log_weights)
+            tracked.finish(summary, values, stopped=_reasons(result.diverged), artifacts=folder)
     return outcome
 
 
@@ -342,16 +339,20 @@ def _owns_terminal() -> bool:
     return launcher.endswith("BasicLauncher")
 
 
-def label(name: str) -> str:
-    """The run's name, with its job number in a sweep."""
-    return f"#{HydraConfig.get().job.num} {name}" if is_multirun() else name
+def label(name: str, study: StudyContext | None = None) -> str:
+    """The run's name, with its job number in a sweep (``#3 (4 of 12)``)."""
+    if not is_multirun():
+        return name
+    num = HydraConfig.get().job.num
+    of = f" ({num + 1} of {study.size})" if study and study.size else ""
+    return f"#{num}{of} {name}"
 
 
-def experiment(cfg: DictConfig) -> str:
-    """The MLflow experiment of a setting: the sweep's (its study run's), else
+def experiment(cfg: DictConfig, study: StudyContext | None = None) -> str:
+    """The MLflow experiment of a setting: its study run's, else
     ``tracking.experiment``, else the dataset's name."""
     return (
-        os.environ.get(EXPERIMENT_ENV)
+        (study.experiment if study else None)
         or OmegaConf.select(cfg, "tracking.experiment", default=None)
         or str(OmegaConf.select(cfg, "dataset.name", default="unknown"))
     )
@@ -365,21 +366,21 @@ def failure_message(err: BaseException) -> str:
     return str(err) if isinstance(err, USER_ERRORS) else f"{type(err).__name__}: {err}"
 
 
-def record_refused(cfg: DictConfig, parent: str, reason: str) -> None:
-    """Record a setting refused before training as a FAILED child of the study run
-    ``parent``, with its reason and overrides, so that the study counts it; says so in
-    one line, rather than hide the refusal, when the store cannot take it."""
+def record_refused(cfg: DictConfig, study: StudyContext, reason: str) -> None:
+    """Record a setting refused before training as a FAILED child of the ``study`` run,
+    with its reason and overrides, so that the study counts it; says so in one line,
+    rather than hide the refusal, when the store cannot take it."""
     if not OmegaConf.select(cfg, "tracking.enabled", default=True):
         return
     overrides = " ".join(job_overrides())
     tags = {**_raw_tags(cfg), **runinfo.provenance(), "overrides": overrides}
-    if study := os.environ.get(STUDY_NAME_ENV):
-        tags[STUDY_TAG] = study
+    tags[STUDY_TAG] = study.name
     try:
-        store = Store(experiment(cfg), OmegaConf.select(cfg, "tracking.uri", default=None))
+        uri = OmegaConf.select(cfg, "tracking.uri", default=None)
+        store = Store(experiment(cfg, study), uri)
         name = f"refused: {overrides}" if overrides else "refused"
         record_failed_setting(
-            store, name, params=_raw_params(cfg), tags=tags, parent=parent, reason=reason
+            store, name, params=_raw_params(cfg), tags=tags, parent=study.run_id, reason=reason
         )
     except Exception as err:
         print(f"warning: could not record the refused setting: {err}", file=sys.stderr)
@@ -433,30 +434,24 @@ def _by_seed(diverged: dict[int, str], seeds: list[int]) -> dict[int, str]:
     return {seeds[k]: why for k, why in diverged.items()}
 
 
-def _log_artifacts(store, run_id, container, result: FitResult, seeds, weights=True) -> None:
-    from admmlab.report.curves import history_frame, learning_curve
+def write_artifacts(folder: Path, container, result: FitResult, seeds, weights=True) -> None:
+    """A run's files: its config, its history (every epoch), its learning curve and,
+    with ``weights``, the trained weights."""
+    from admmlab.artifacts import history_frame, learning_curve  # pandas, matplotlib
 
-    with artifact_dir() as tmp:
-        folder = Path(tmp)
-        (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(container)))
-        frame = history_frame(result.history, seeds)
-        frame.to_csv(folder / "history.csv", index=False)
-        learning_curve(frame, folder / "learning_curve.png")
-        if weights:
-            torch.save([w.cpu() for w in result.weights], folder / "weights.pt")
-        store.log_artifacts(run_id, folder)
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(container)))
+    frame = history_frame(result.history, seeds)
+    frame.to_csv(folder / "history.csv", index=False)
+    learning_curve(frame, folder / "learning_curve.png")
+    if weights:
+        torch.save([w.cpu() for w in result.weights], folder / "weights.pt")
 
 
 def _log_partial_artifacts(store, run_id, container, partial: FitResult, seeds) -> None:
     """Keep a diverged run's history as artifacts, never hiding why it diverged."""
     try:
-        _log_artifacts(store, run_id, container, partial, seeds)
+        with artifact_dir() as folder:
+            write_artifacts(folder, container, partial, seeds)
+            store.log_artifacts(run_id, folder)
     except Exception as err:
         print(f"warning: could not write the diverged run's artifacts: {err}", file=sys.stderr)
-
-
-def objective_metrics(value: float | list[float]) -> dict[str, float]:
-    """The sweeper's value(s) as metrics: ``objective``, then ``objective_1``, … for
-    the further objectives of a multi-objective study."""
-    values = value if isinstance(value, list) else [value]
-    return {("objective" if i == 0 else f"objective_{i}"): float(v) for i, v in enumerate(values)}

@@ -6,25 +6,23 @@ of the settings have failed).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
-import os
 import sys
 import time
 from types import ModuleType
 from typing import Any
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from admmlab import interrupts, tracking
 
-STUDY_ENV = "ADMMLAB_STUDY_RUN_ID"  # the study run every setting run is a child of
-STUDY_NAME_ENV = "ADMMLAB_STUDY"  # the study's name, tagged on every setting run
-EXPERIMENT_ENV = "ADMMLAB_STUDY_EXPERIMENT"
-# When this invocation of the sweep began (ms): its failure rate counts from then.
-SINCE_ENV = "ADMMLAB_STUDY_SINCE"
 OPTUNA_TAGS = (tracking.OPTUNA_STUDY_TAG, tracking.OPTUNA_STORAGE_TAG)
 
 
@@ -83,7 +81,38 @@ def optuna_tags(config: DictConfig) -> dict[str, str]:
 
 
 def experiment_name(config: DictConfig) -> str:
-    return OmegaConf.select(config, "tracking.experiment") or config.dataset.name
+    """A study run's experiment: ``tracking.experiment``, else its task's name, else
+    (a sweep over several tasks) the study's name. Its settings are recorded there."""
+    configured = OmegaConf.select(config, "tracking.experiment")
+    if configured:
+        return str(configured)
+    return study_name(config) if sweeps_over(config, "dataset") else config.dataset.name
+
+
+def _sweep_overrides(config: DictConfig) -> list[Override]:
+    """The sweep's overrides, parsed: the sweep file's ``params``, then the command line."""
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    lines = [f"{k}={v}" for k, v in params.items()]
+    return OverridesParser.create().parse_overrides([*lines, *config.hydra.overrides.task])
+
+
+def sweeps_over(config: DictConfig, key: str) -> bool:
+    """Whether the sweep gives ``key`` (a value or a config group) more than one value
+    (the command line has the last word over the sweep file, as in Hydra's sweeper)."""
+    last = {o.key_or_group: o for o in _sweep_overrides(config)}
+    return key in last and last[key].is_sweep_override()
+
+
+def sweep_size(config: DictConfig) -> int | None:
+    """How many settings this invocation launches: a grid's size, an Optuna sweep's
+    ``n_trials``; None where it cannot be told (e.g. a glob over a config group)."""
+    if uses_optuna(config):
+        return int(config.hydra.sweeper.n_trials)
+    try:
+        batches = BasicSweeper.split_arguments(_sweep_overrides(config), None)
+    except Exception:
+        return None
+    return sum(len(batch) for batch in batches)
 
 
 def is_multirun() -> bool:
@@ -227,9 +256,9 @@ class StudyCallback(Callback):
     """Opens the study run before a multirun's first job and closes it after the last,
     unless other workers of its Optuna study are still running trials.
 
-    Jobs find it through environment variables, which launcher processes inherit,
-    so the hierarchy holds across processes. With ``tracking.enabled=false`` it
-    opens nothing.
+    Its jobs find it through a tag naming the sweep's folder (:func:`job_study`), so
+    the hierarchy holds in any process a launcher starts. With
+    ``tracking.enabled=false`` it opens nothing.
     """
 
     def __init__(self) -> None:
@@ -242,11 +271,13 @@ class StudyCallback(Callback):
             return
         name = study_name(config)
         uri = OmegaConf.select(config, "tracking.uri")
-        self.store = tracking.Store(experiment_name(config), uri)
+        experiment = experiment_name(config)
+        self.store = tracking.Store(experiment, uri)
         tags = optuna_tags(config)
         record = OmegaConf.to_yaml(sweep_record(config))
         since = int(time.time() * 1000)
         continues = continues_optuna_study(config)
+        size = sweep_size(config)
         with interrupts.shielded():  # an interrupt waits until the run is known to abort_open_study
             self.run_id, joined = tracking.open_study(
                 self.store,
@@ -262,18 +293,13 @@ class StudyCallback(Callback):
         verb = "continues in" if joined else "in"
         if joined and not tags:  # a resumed grid study keeps its name (maybe a timestamp)
             name = tracking.study_name_of(self.store, self.run_id)
-        os.environ.update(
-            {
-                STUDY_ENV: self.run_id,
-                STUDY_NAME_ENV: name,
-                EXPERIMENT_ENV: experiment_name(config),
-                SINCE_ENV: str(since),
-            }
-        )
+        study = tracking.StudyContext(self.run_id, name, experiment, since, size)
+        tracking.mark_invocation(self.store, study, str(config.hydra.sweep.dir), size)
         if joined and not tags:
             print(resumed_line(self.store, self.run_id, name))
         else:
-            print(f"[admmlab] study {name!r} {verb} MLflow run {self.run_id}")
+            settings = f": {size} setting(s)" if size else ""
+            print(f"[admmlab] study {name!r} {verb} MLflow run {self.run_id}{settings}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global _open_study
@@ -295,5 +321,17 @@ class StudyCallback(Callback):
                 f"[admmlab] best {best['objective_name']}={best['objective']:.4e} "
                 f"({best['overrides']})"
             )
-        for key in (STUDY_ENV, STUDY_NAME_ENV, EXPERIMENT_ENV, SINCE_ENV):
-            os.environ.pop(key, None)
+
+
+def job_study(cfg: DictConfig) -> tracking.StudyContext | None:
+    """The study run of the sweep this job belongs to, found through the job's
+    ``hydra.sweep.dir`` (so in any process a launcher starts); None for a single run."""
+    if not is_multirun() or not OmegaConf.select(cfg, "tracking.enabled", default=True):
+        return None
+    uri = OmegaConf.select(cfg, "tracking.uri", default=None) or tracking.default_uri()
+    return _invocation_study(uri, str(HydraConfig.get().sweep.dir))
+
+
+@functools.cache
+def _invocation_study(uri: str, sweep_dir: str) -> tracking.StudyContext | None:
+    return tracking.invocation_study(uri, sweep_dir)

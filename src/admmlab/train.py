@@ -6,7 +6,6 @@ and a refused key, option or value answer before torch and mlflow load.
 """
 
 import math
-import os
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -20,12 +19,11 @@ from admmlab.config import ConfigError, check_group_options, check_override_keys
 from admmlab.paths import conf_dir
 from admmlab.progress import say
 from admmlab.sweeping import (
-    SINCE_ENV,
-    STUDY_ENV,
     abort_open_study,
     enforce_failure_rate,
     is_multirun,
     job_overrides,
+    job_study,
     uses_optuna,
 )
 
@@ -40,7 +38,8 @@ def _print_summary(cfg: DictConfig, outcome: "setting.Outcome", seconds: float) 
     shown = {"best_train_mse", "final_test_mse", "final_test_acc"} - {outcome.objective_name}
     parts = [f"{k}={outcome.finished_mean(k):.3e}" for k in outcome.summary if k in shown]
     where = f" run={outcome.run_id}" if outcome.run_id else ""
-    job = f" {setting.label('[' + ' '.join(job_overrides()) + ']')}" if is_multirun() else ""
+    overrides = "[" + " ".join(job_overrides()) + "]"
+    job = f" {setting.label(overrides, job_study(cfg))}" if is_multirun() else ""
     say(
         f"[admmlab] solver={cfg.solver.name} activation={cfg.activation.name} "
         f"depth={cfg.model.depth} width={cfg.model.width} trials={cfg.trials}{job}: "
@@ -100,17 +99,16 @@ def hydra_entry(cfg: DictConfig) -> float | list[float]:
 def finished_before(cfg: DictConfig) -> float | None:
     """In a grid study that resumes, a setting that FINISHED in an earlier invocation is
     not trained again: its recorded objective is returned to the sweeper instead."""
-    from admmlab import setting
 
-    study_id = os.environ.get(STUDY_ENV)
-    if not study_id or not cfg.tracking.enabled or uses_optuna(HydraConfig.get()):
+    study = job_study(cfg)
+    if study is None or uses_optuna(HydraConfig.get()):
         return None
     try:
         key = runinfo.setting_key(runinfo.params(OmegaConf.to_container(cfg, resolve=True)))
     except Exception:  # refused later, with its reason, by run()
         return None
-    store = tracking.Store(setting.experiment(cfg), cfg.tracking.uri)
-    previous = tracking.finished_setting(store, study_id, key)
+    store = tracking.Store(study.experiment, cfg.tracking.uri)
+    previous = tracking.finished_setting(store, study.run_id, key)
     if previous is None:
         return None
     say(
@@ -119,19 +117,17 @@ def finished_before(cfg: DictConfig) -> float | None:
     )
     metrics = previous.data.metrics
     count = len(cfg.objective) if OmegaConf.is_list(cfg.objective) else 1
-    values = [metrics.get(name, math.nan) for name in setting.objective_metrics([0.0] * count)]
+    values = [metrics.get(name, math.nan) for name in tracking.objective_keys(count)]
     return values[0] if count == 1 else values
 
 
 def _failed_job(cfg: DictConfig, message: str) -> float:
-    from admmlab import setting
 
     print(f"[admmlab] setting failed: {message}", file=sys.stderr)
-    study_id = os.environ.get(STUDY_ENV)
-    if study_id and cfg.tracking.enabled:
-        store = tracking.Store(setting.experiment(cfg), cfg.tracking.uri)
-        since = int(os.environ.get(SINCE_ENV) or 0)
-        enforce_failure_rate(store, study_id, cfg.max_failure_rate, since)
+    study = job_study(cfg)
+    if study is not None:
+        store = tracking.Store(study.experiment, cfg.tracking.uri)
+        enforce_failure_rate(store, study.run_id, cfg.max_failure_rate, study.since_ms)
     return float("nan")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from admmlab.tracking.tags import (
     INTERRUPTED,
+    INVOCATION_TAG,
     KIND_TAG,
     OPTUNA_STORAGE_TAG,
     OPTUNA_STUDY_TAG,
@@ -35,6 +36,7 @@ from admmlab.tracking.tags import (
     check_store,
     default_uri,
     digest,
+    objective_keys,
     owner,
     owner_alive,
 )
@@ -43,11 +45,14 @@ _LAZY = {
     "store": ("Store",),
     "runs": ("SettingRun", "artifact_dir", "record_failed_setting", "setting_run"),
     "studies": (
+        "StudyContext",
         "abort_study",
         "close_stale_runs",
         "end_study",
         "finished_setting",
+        "invocation_study",
         "latest_study",
+        "mark_invocation",
         "open_study",
         "record_best",
         "reopen_study",
@@ -62,6 +67,7 @@ _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
 __all__ = [
     "INTERRUPTED",
+    "INVOCATION_TAG",
     "KIND_TAG",
     "OPTUNA_STORAGE_TAG",
     "OPTUNA_STUDY_TAG",
@@ -76,6 +82,7 @@ __all__ = [
     "check_store",
     "default_uri",
     "digest",
+    "objective_keys",
     "owner",
     "owner_alive",
     *_HOME,

@@ -7,13 +7,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric
 
 from admmlab import interrupts
 from admmlab.tracking.store import Store, _finite
-from admmlab.tracking.tags import INTERRUPTED, KIND_TAG, StoppedEarly
+from admmlab.tracking.tags import INTERRUPTED, KIND_TAG, StoppedEarly, objective_keys
 
 
 class SettingRun:
@@ -98,6 +99,26 @@ class SettingRun:
                 aggregated[f"{name}_std"] = statistics.stdev(vals) if finite else math.nan
         aggregated["n_diverged"] = len(self._stopped)
         self.store.log_final(self.run_id, aggregated)
+
+    def finish(
+        self,
+        summary: Mapping[str, Sequence[float]],
+        objectives: Mapping[str, float],
+        *,
+        stopped: Mapping[int, str] | None = None,
+        artifacts: Path | None = None,
+    ) -> None:
+        """Record how the setting ended, in one call: the trials that stopped early and
+        why (:meth:`stop_trials`), the per-trial finals and their mean and std
+        (:meth:`log_summary`), the files in ``artifacts``, and the objective(s) a
+        sweeper reads with their names. The run ends FINISHED as its block is left."""
+        self.stop_trials(stopped or {})
+        self.log_summary(summary)
+        if artifacts is not None:
+            self.store.log_artifacts(self.run_id, artifacts)
+        keys = objective_keys(len(objectives))
+        self.store.log_final(self.run_id, dict(zip(keys, objectives.values(), strict=True)))
+        self.store.set_tags(self.run_id, {"objective_name": next(iter(objectives))})
 
     def end(self, status: str, reason: str | None = None) -> None:
         """Flush what is buffered (and the last epoch seen), then close with ``status``.
@@ -214,6 +235,8 @@ def record_failed_setting(
     return run_id
 
 
-def artifact_dir() -> tempfile.TemporaryDirectory:
+@contextmanager
+def artifact_dir() -> Iterator[Path]:
     """A scratch folder whose files are logged as artifacts, then removed."""
-    return tempfile.TemporaryDirectory(prefix="admmlab-")
+    with tempfile.TemporaryDirectory(prefix="admmlab-") as folder:
+        yield Path(folder)

@@ -1,14 +1,20 @@
 """Study runs: one per sweep, the parent of its setting runs; found again when a
 sweep resumes or an Optuna study goes on, and closed with its best setting."""
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
+
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
 
 from admmlab import interrupts
 from admmlab.tracking.runs import _ended_on_error
 from admmlab.tracking.store import Store, _retry, _store_lock
 from admmlab.tracking.tags import (
+    INVOCATION_TAG,
     KIND_TAG,
     OWNER_TAG,
     PARENT_TAG,
@@ -16,9 +22,56 @@ from admmlab.tracking.tags import (
     STALE_REASON,
     STUDY_TAG,
     SWEEP_KEY_TAG,
+    digest,
     owner,
     owner_alive,
 )
+
+
+@dataclass(frozen=True)
+class StudyContext:
+    """The study run that a sweep's settings are recorded under, as a job sees it."""
+
+    run_id: str
+    name: str
+    experiment: str
+    since_ms: int = 0  # when this invocation began: its failure rate counts from then
+    size: int | None = None  # settings this invocation launches, where known
+
+
+def mark_invocation(
+    store: Store, study: StudyContext, sweep_dir: str, size: int | None = None
+) -> None:
+    """Tag the study run with this invocation of its sweep (its ``hydra.sweep.dir``), so
+    that its jobs, in this process or any other, find it (:func:`invocation_study`).
+    Workers of one Optuna study each tag their own."""
+    value = json.dumps({"dir": sweep_dir, "since": study.since_ms, "size": size})
+    store.set_tags(study.run_id, {f"{INVOCATION_TAG}.{digest(sweep_dir)}": value})
+
+
+def invocation_study(uri: str, sweep_dir: str) -> StudyContext | None:
+    """The study run of the sweep invocation writing to ``sweep_dir``, if any."""
+    client = MlflowClient(uri)
+    key = f"{INVOCATION_TAG}.{digest(sweep_dir)}"
+    experiments = [e.experiment_id for e in _retry(client.search_experiments, ViewType.ALL)]
+    runs = _retry(
+        client.search_runs,
+        experiments,
+        filter_string=f"tags.`{KIND_TAG}` = 'study' and tags.`{key}` LIKE '%'",
+        max_results=100,
+    )
+    if not runs:
+        return None
+    # Two sweeps written to one fixed folder: the one invoked last (a resumed one too)
+    run = max(runs, key=lambda r: json.loads(r.data.tags[key])["since"])
+    invocation = json.loads(run.data.tags[key])
+    return StudyContext(
+        run.info.run_id,
+        run.data.tags[STUDY_TAG],
+        _retry(client.get_experiment, run.info.experiment_id).name,
+        int(invocation["since"]),
+        invocation["size"],
+    )
 
 
 def start_study(

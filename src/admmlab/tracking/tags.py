@@ -28,6 +28,9 @@ OWNER_TAG = "admmlab.owner"  # host:pid of the process that opened the run
 SETTING_KEY_TAG = "admmlab.setting_key"  # a setting's values, hashed: equal runs, equal keys
 
 SWEEP_KEY_TAG = "admmlab.sweep_key"  # a grid sweep's overrides, hashed
+# One per invocation of a sweep (``.<hash of hydra.sweep.dir>``): how its jobs find
+# their study run, when the invocation began and how many settings it launches
+INVOCATION_TAG = "admmlab.invocation"
 
 INTERRUPTED = "interrupted (SIGINT/SIGTERM)"
 
@@ -44,6 +47,12 @@ class TrackingError(RuntimeError):
 class StoppedEarly(Exception):
     """A run stopped on purpose before its last epoch (e.g. pruned by a sweeper): it
     ends KILLED, with this message as its reason, and is no failure."""
+
+
+def objective_keys(count: int) -> list[str]:
+    """The metrics a setting run records its sweeper value(s) under: ``objective``,
+    then ``objective_1``, … for the further objectives of a multi-objective study."""
+    return ["objective", *(f"objective_{i}" for i in range(1, count))]
 
 
 def default_uri() -> str:

@@ -1,4 +1,5 @@
-"""A run's history as a table and its learning curve (used for run artifacts)."""
+"""A run's artifacts drawn from its history: the history as a table and its learning
+curve (one colour per seed, titled with the setting). Reports read them back from MLflow."""
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
