@@ -1,6 +1,7 @@
 """Wall time of every sweep at its small budget, of the demo, and of the full depth study.
 
-    python benchmarks/studies.py [--quick] [--projection-only] [--sgd-dtype float32]
+    python benchmarks/studies.py [--quick] [--projection-only]
+                                 [--sgd-dtype float32] [--sgd-impl reference]
 
 (1) Runs the ``# Small budget:`` command documented in each ``sweeps/*.yaml`` as
 ``python -m admmlab.train …`` in a temporary folder with a temporary MLflow store;
@@ -13,8 +14,10 @@ depths 1–6 and ReLU nets at every depth of sweeps/depth.yaml, 20 trials each,
 with its 20 trials batched through the same code as ``admmlab-train`` (tracking
 off); the time per epoch (the median after the first) times the full budget is
 its projection. ``--quick`` measures the smallest and largest depth of each
-competitor only and interpolates linearly in depth. ``--sgd-dtype float32`` projects the SGD-type
-competitors in float32 (ADMM stays float64); ``--projection-only`` skips (1) and (2).
+competitor only and interpolates linearly in depth. ``--sgd-dtype float32``
+projects the SGD-type competitors in float32 (ADMM stays float64),
+``--sgd-impl reference`` with the readable autograd step (the one the fast step
+replaced: a before/after in one session); ``--projection-only`` skips (1) and (2).
 """
 
 import argparse
@@ -291,14 +294,23 @@ def report_projection(
 # ---------------------------------------------------------------- main
 
 
-def _dtype(competitor: str, sgd_dtype: str | None) -> tuple[str, ...]:
-    return (f"dtype={sgd_dtype}",) if sgd_dtype and not competitor.startswith("admm") else ()
+def _sgd_overrides(competitor: str, sgd_dtype: str | None, sgd_impl: str | None) -> tuple:
+    """The SGD-type competitors' dtype and step (``solver.impl``) when given; ADMM as is."""
+    if competitor.startswith("admm"):
+        return ()
+    return (*((f"dtype={sgd_dtype}",) if sgd_dtype else ()),
+            *((f"solver.impl={sgd_impl}",) if sgd_impl else ()))  # fmt: skip
 
 
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--projection-only", action="store_true", help="skip sweeps and demo")
     parser.add_argument(
         "--sgd-dtype", default=None, help="dtype of the SGD-type competitors (default: preset)"
+    )
+    parser.add_argument(
+        "--sgd-impl",
+        default=None,
+        help="their step: fast (default) or reference (the readable autograd one)",
     )
 
 
@@ -324,7 +336,11 @@ def main() -> None:
         cost
         for competitor in COMPETITORS
         for cost in project_competitor(
-            competitor, grid, epochs=2, quick=args.quick, extra=_dtype(competitor, args.sgd_dtype)
+            competitor,
+            grid,
+            epochs=2,
+            quick=args.quick,
+            extra=_sgd_overrides(competitor, args.sgd_dtype, args.sgd_impl),
         )
     ]
     hours, device_hours = report_projection(costs, grid)
