@@ -35,15 +35,16 @@ BASE_OVERRIDES = (
 )
 # Tracking's parts, as (file, function) in the profile.
 TRACKING_PARTS = {
-    "open the store (Store.__init__)": ("admmlab/tracking.py", "__init__"),
-    "start the run (Store.start_run)": ("admmlab/tracking.py", "start_run"),
-    "params (Store.log_params)": ("admmlab/tracking.py", "log_params"),
+    "open the store (Store.__init__)": ("admmlab/tracking/store.py", "__init__"),
+    "start the run (Store.start_run)": ("admmlab/tracking/store.py", "start_run"),
+    "params (Store.log_params)": ("admmlab/tracking/store.py", "log_params"),
     "per-epoch callback (setting.log_epoch)": ("admmlab/setting.py", "log_epoch"),
-    "  of which batched writes (SettingRun.flush)": ("admmlab/tracking.py", "flush"),
-    "summary (SettingRun.log_summary)": ("admmlab/tracking.py", "log_summary"),
-    "artifacts (setting._log_artifacts)": ("admmlab/setting.py", "_log_artifacts"),
-    "  of which the learning-curve figure": ("admmlab/report/curves.py", "learning_curve"),
-    "close (SettingRun.end)": ("admmlab/tracking.py", "end"),
+    "  of which batched writes (SettingRun.flush)": ("admmlab/tracking/runs.py", "flush"),
+    "end of the setting (SettingRun.finish)": ("admmlab/tracking/runs.py", "finish"),
+    "  of which the summary (SettingRun.log_summary)": ("admmlab/tracking/runs.py", "log_summary"),
+    "  of which the artifacts (setting.write_artifacts)": ("admmlab/setting.py", "write_artifacts"),
+    "  of which the learning-curve figure": ("admmlab/artifacts.py", "learning_curve"),
+    "close (SettingRun.end)": ("admmlab/tracking/runs.py", "end"),
 }
 
 

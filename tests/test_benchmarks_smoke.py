@@ -93,7 +93,9 @@ def test_tracking_overhead_measures_and_profiles(tmp_path, monkeypatch):
     assert isinstance(result.fraction, float)
     parts = tracking_overhead.profile_tracked(3, tmp_path, extra=["dataset.n_train=100"])
     assert parts["whole run (profiled)"] > 0
-    assert parts["per-epoch callback (train.log_epoch)"] > 0
+    assert parts["per-epoch callback (setting.log_epoch)"] > 0
+    assert parts["end of the setting (SettingRun.finish)"] > 0
+    assert parts["  of which the learning-curve figure"] > 0
     assert set(tracking_overhead.TRACKING_PARTS) <= set(parts)
 
 

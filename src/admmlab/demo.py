@@ -108,7 +108,7 @@ def definition() -> dict[str, object]:
 def run_setting(setting: Setting, study: tracking.StudyContext) -> str:
     """Train one setting; returns a one-line result.
 
-    A failure is not fatal: ``train.run`` has recorded the run FAILED, with its reason.
+    A failure is not fatal: ``setting.run`` has recorded the run FAILED, with its reason.
     """
     cfg = compose(config_name="config", overrides=setting.overrides())
     try:

@@ -9,6 +9,7 @@ and the sweeper tells it PRUNED; its MLflow run ends KILLED with the reason.
 """
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -74,14 +75,15 @@ class Intermediate:
         return cls(objective.removeprefix("final_"))
 
     def update(self, values: Mapping[str, Sequence[float]]) -> float:
+        """The value at this epoch: NaN once a trial has stopped (its curve reads NaN
+        from then on), as the final objective of a setting with a diverged trial is."""
         current = [float(v) for v in values[self.curve]]
         if self.best and self._so_far:
             pick = min if self.best == "min" else max
             pairs = zip(self._so_far, current, strict=True)
-            current = [c if math.isnan(s) else pick(s, c) for s, c in pairs]
+            current = [c if math.isnan(c) else pick(s, c) for s, c in pairs]
         self._so_far = current
-        finite = [v for v in current if math.isfinite(v)]
-        return sum(finite) / len(finite) if finite else math.nan
+        return sum(current) / len(current)
 
 
 class TrialLink:
@@ -146,10 +148,19 @@ def trial_link(
         raise ConfigError(
             f"hydra.sweeper.pruner must be none for several objectives, got {pruner!r}"
         )
-    study = optuna.load_study(
-        study_name=optuna_study_name(sweeper.get("study_name"), study),
-        storage=open_storage(sweeper.get("storage")),
-        pruner=make_pruner(pruner, epochs),
-    )
+    name = optuna_study_name(sweeper.get("study_name"), study)
+    try:  # the sweeper's process may see a storage this one cannot (a journal elsewhere)
+        opened = optuna.load_study(
+            study_name=name,
+            storage=open_storage(sweeper.get("storage")),
+            sampler=optuna.samplers.RandomSampler(),  # never asked: the sweeper samples
+            pruner=make_pruner(pruner, epochs),
+        )
+    except Exception as err:
+        if pruner != "none":
+            raise ConfigError(f"hydra.sweeper.pruner needs the study's storage: {err}") from None
+        print(f"warning: Optuna study {name!r} cannot be opened here ({err}); "
+              "the trial is not linked to its run", file=sys.stderr)  # fmt: skip
+        return None
     every = int(sweeper.get("report_every") or 0)
-    return TrialLink(study, int(number), objectives, epochs, pruner, every)
+    return TrialLink(opened, int(number), objectives, epochs, pruner, every)

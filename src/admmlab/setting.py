@@ -316,9 +316,14 @@ def run(cfg: DictConfig, *, study: StudyContext | None = None) -> Outcome:
         finally:
             shown.close()
         outcome = Outcome(values, summary, tracked.run_id, _by_seed(result.diverged, seeds))
-        with artifact_dir() as folder:
-            write_artifacts(folder, container, result, seeds, typed.tracking.log_weights)
-            tracked.finish(summary, values, stopped=_reasons(result.diverged), artifacts=folder)
+        tracked.finish(
+            summary,
+            values,
+            stopped=_reasons(result.diverged),
+            artifacts=lambda folder: write_artifacts(
+                folder, container, result, seeds, typed.tracking.log_weights
+            ),
+        )
     return outcome
 
 

@@ -6,7 +6,6 @@ of the settings have failed).
 
 from __future__ import annotations
 
-import functools
 import importlib
 import math
 import sys
@@ -80,13 +79,20 @@ def optuna_tags(config: DictConfig) -> dict[str, str]:
     return dict(zip(OPTUNA_TAGS, values, strict=True))
 
 
-def experiment_name(config: DictConfig) -> str:
-    """A study run's experiment: ``tracking.experiment``, else its task's name, else
-    (a sweep over several tasks) the study's name. Its settings are recorded there."""
+def experiment_name(config: DictConfig, name: str | None = None) -> str:
+    """A study run's experiment: ``tracking.experiment``, else its task's name. A named
+    study over several tasks (``study=…`` or a sweep file) is recorded in an experiment
+    named after it; an unnamed one, in the default task's, so that running the same
+    command again finds it to resume."""
     configured = OmegaConf.select(config, "tracking.experiment")
     if configured:
         return str(configured)
-    return study_name(config) if sweeps_over(config, "dataset") else config.dataset.name
+    named = OmegaConf.select(config, "study", default=None) or OmegaConf.select(
+        config, "hydra.runtime.choices.sweep", default=None
+    )
+    if named and sweeps_over(config, "dataset"):
+        return name or study_name(config)
+    return str(config.dataset.name)
 
 
 def _sweep_overrides(config: DictConfig) -> list[Override]:
@@ -271,7 +277,7 @@ class StudyCallback(Callback):
             return
         name = study_name(config)
         uri = OmegaConf.select(config, "tracking.uri")
-        experiment = experiment_name(config)
+        experiment = experiment_name(config, name)
         self.store = tracking.Store(experiment, uri)
         tags = optuna_tags(config)
         record = OmegaConf.to_yaml(sweep_record(config))
@@ -329,9 +335,20 @@ def job_study(cfg: DictConfig) -> tracking.StudyContext | None:
     if not is_multirun() or not OmegaConf.select(cfg, "tracking.enabled", default=True):
         return None
     uri = OmegaConf.select(cfg, "tracking.uri", default=None) or tracking.default_uri()
-    return _invocation_study(uri, str(HydraConfig.get().sweep.dir))
+    sweep_dir = str(HydraConfig.get().sweep.dir)
+    key = (uri, sweep_dir)
+    if key not in _studies:  # once per process: a launcher's worker runs many jobs
+        study = tracking.invocation_study(uri, sweep_dir)
+        if study is None:
+            print(
+                f"warning: no study run in {uri} names the sweep folder {sweep_dir}; "
+                "this setting is recorded on its own",
+                file=sys.stderr,
+            )
+            return None
+        _studies[key] = study
+    return _studies[key]
 
 
-@functools.cache
-def _invocation_study(uri: str, sweep_dir: str) -> tracking.StudyContext | None:
-    return tracking.invocation_study(uri, sweep_dir)
+# The study runs this process's jobs found, by (store, sweep folder)
+_studies: dict[tuple[str, str], tracking.StudyContext] = {}

@@ -86,7 +86,7 @@ def _dataset(setting: RunRecord) -> str:
 
 
 def default_objective(setting: RunRecord) -> str:
-    """The task's natural objective, as ``train.objective_name`` picks it for ``auto``."""
+    """The task's natural objective, as ``setting.objective_names`` picks it for ``auto``."""
     noisy = _number(setting.params.get("dataset.noise_std")) > 0
     return "test_mse" if noisy else "best_train_mse"
 

@@ -106,19 +106,22 @@ class SettingRun:
         objectives: Mapping[str, float],
         *,
         stopped: Mapping[int, str] | None = None,
-        artifacts: Path | None = None,
+        artifacts: Callable[[Path], None] | None = None,
     ) -> None:
         """Record how the setting ended, in one call: the trials that stopped early and
         why (:meth:`stop_trials`), the per-trial finals and their mean and std
-        (:meth:`log_summary`), the files in ``artifacts``, and the objective(s) a
-        sweeper reads with their names. The run ends FINISHED as its block is left."""
+        (:meth:`log_summary`), the objective(s) a sweeper reads with their names, and
+        last the files ``artifacts`` writes into a scratch folder. The run ends
+        FINISHED as its block is left."""
         self.stop_trials(stopped or {})
         self.log_summary(summary)
-        if artifacts is not None:
-            self.store.log_artifacts(self.run_id, artifacts)
         keys = objective_keys(len(objectives))
         self.store.log_final(self.run_id, dict(zip(keys, objectives.values(), strict=True)))
         self.store.set_tags(self.run_id, {"objective_name": next(iter(objectives))})
+        if artifacts is not None:
+            with artifact_dir() as folder:
+                artifacts(folder)
+                self.store.log_artifacts(self.run_id, folder)
 
     def end(self, status: str, reason: str | None = None) -> None:
         """Flush what is buffered (and the last epoch seen), then close with ``status``.

@@ -8,6 +8,7 @@ the study (``load_if_exists``) with nothing lost.
 """
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +83,13 @@ def refuse_incompatible_space(name: str, trials: Sequence[FrozenTrial], space: d
         search_space.check_continuation(trials, space)
 
 
+def _quoted(value: str) -> str:
+    """``value`` as an override's value: quoted unless it is a plain word."""
+    if re.fullmatch(r"[\w.-]+", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _stored(study: optuna.Study, trial: optuna.Trial) -> FrozenTrial:
     """The trial as its job left it in the storage (with its user attributes)."""
     return study._storage.get_trial(trial._trial_id)
@@ -118,6 +126,11 @@ class OptunaSweeperImpl(Sweeper):
             optuna_trial.make_pruner(str(pruner), 1)
         except ConfigError as err:
             raise SystemExit(f"error: {err}") from None
+        if pruner != "none" and len(self.directions) > 1:
+            raise SystemExit(
+                f"error: hydra.sweeper.pruner must be none for several objectives, got {pruner!r}"
+            )
+        self.pruner = str(pruner)
         del report_every, trial  # read by each job (admmlab.optuna_trial)
         self.config: DictConfig | None = None
         self.launcher = None
@@ -150,11 +163,14 @@ class OptunaSweeperImpl(Sweeper):
         refuse_incompatible_space(name, trials, space)
         with _one_line():
             sampler = self._sampler(space, len(trials))
+        # Hyperband's brackets filter the trials the sampler sees, in this process
+        epochs = int(OmegaConf.select(self.config, "solver.epochs", default=1) or 1)
         with interrupts.shielded():
             return optuna.create_study(
                 study_name=name,
                 storage=opened,
                 sampler=sampler,
+                pruner=optuna_trial.make_pruner(self.pruner, epochs),
                 directions=self.directions,
                 load_if_exists=True,
             )
@@ -205,7 +221,9 @@ class OptunaSweeperImpl(Sweeper):
                 [
                     *fixed,
                     *(search_space.as_override(k, v) for k, v in t.params.items()),
-                    f"hydra.sweeper.trial={t.number}",  # the job reports to its trial
+                    # the job reports to its trial, in the study the sweeper resolved
+                    f"hydra.sweeper.trial={t.number}",
+                    f"hydra.sweeper.study_name={_quoted(study.study_name)}",
                 ]
                 for t in batch
             ]
