@@ -260,5 +260,6 @@ def test_a_run_shows_its_progress_and_keeps_its_lines_in_the_job_log(cli, tmp_pa
                 "dataset.n_train=100", "solver.lr=0.01,0.02")  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr
     for k, lr in enumerate(("0.01", "0.02")):
-        assert f"#{k} [solver=sgd activation=relu model.width=6 solver.epochs=3 " in sweep.stdout
+        prefix = f"#{k} ({k + 1} of 2) [solver=sgd activation=relu model.width=6 solver.epochs=3 "
+        assert prefix in sweep.stdout
         assert f"solver.lr={lr}]: best_train_mse=" in sweep.stdout
