@@ -29,16 +29,11 @@ from admmlab.config import ConfigError
 from hydra_plugins.admmlab_optuna_sweeper import _search_space as search_space
 
 
-def optuna_study_name(config: DictConfig) -> str:
-    """The Optuna study of a multirun, and so the name of its MLflow study run."""
-    return sweeping.study_name(config)
-
-
 def _study_trials(config: DictConfig) -> list[FrozenTrial]:
     """The trials that the Optuna study of a multirun with ``config`` has so far."""
     spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
     with interrupts.shielded():
-        return storage.study_trials(storage.open_storage(spec), optuna_study_name(config))
+        return storage.study_trials(storage.open_storage(spec), sweeping.study_name(config))
 
 
 def continues_a_study(config: DictConfig) -> bool:
@@ -51,7 +46,7 @@ def continues_a_study(config: DictConfig) -> bool:
     if trials:
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
         space, _ = parse_space(dict(params), list(config.hydra.overrides.task))
-        refuse_incompatible_space(optuna_study_name(config), trials, space)
+        refuse_incompatible_space(sweeping.study_name(config), trials, space)
     return bool(trials)
 
 
@@ -156,7 +151,7 @@ class OptunaSweeperImpl(Sweeper):
         return instantiate(conf)
 
     def _study(self, space: dict) -> optuna.Study:
-        name = optuna_study_name(self.config)
+        name = sweeping.study_name(self.config)
         with interrupts.shielded():
             opened = storage.open_storage(self.storage_spec)
             trials = storage.study_trials(opened, name)
