@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import optuna
 import pytest
 
+from admmlab import optuna_space as search_space
 from admmlab import tracking
 from admmlab.paths import sweeps_dir
 from admmlab.report import aggregate
@@ -15,7 +16,6 @@ from admmlab.report.build import write_report
 from admmlab.sweeping import best_setting
 from admmlab.tracking.reader import load_study
 from conftest import journal_study, runs_of
-from hydra_plugins.admmlab_optuna_sweeper import _search_space as search_space
 
 EPOCHS = 6  # enough for lr=1e9 to overflow float64 on this tiny problem
 TINY = ("dataset=square", "model.width=6", f"solver.epochs={EPOCHS}", "dataset.n_train=200")

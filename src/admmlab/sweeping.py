@@ -6,11 +6,9 @@ of the settings have failed).
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 import time
-from types import ModuleType
 from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -54,20 +52,23 @@ def uses_optuna(config: DictConfig) -> bool:
     return target.startswith("hydra_plugins.admmlab_optuna_sweeper.")
 
 
-def optuna_sweeper() -> ModuleType:
-    """The Optuna sweeper's module, imported only for sweeps that use it."""
-    return importlib.import_module("hydra_plugins.admmlab_optuna_sweeper._impl")
-
-
 def continues_optuna_study(config: DictConfig) -> bool:
     """Whether this multirun goes on with an Optuna study that already has trials:
     its settings then join that study's run rather than open another."""
-    return uses_optuna(config) and optuna_sweeper().continues_a_study(config)
+    if not uses_optuna(config):
+        return False
+    from admmlab import optuna_space  # optuna loads only for its sweeps
+
+    return optuna_space.continues_a_study(config)
 
 
 def optuna_trials_in_flight(config: DictConfig) -> int:
     """Trials of the multirun's Optuna study that other workers are still running."""
-    return optuna_sweeper().trials_in_flight(config) if uses_optuna(config) else 0
+    if not uses_optuna(config):
+        return 0
+    from admmlab import optuna_space
+
+    return optuna_space.trials_in_flight(config)
 
 
 def optuna_tags(config: DictConfig) -> dict[str, str]:

@@ -9,8 +9,7 @@ the study (``load_if_exists``) with nothing lost.
 
 import math
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,61 +20,12 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from admmlab import interrupts, optuna_trial, sweeping
+from admmlab import optuna_space as search_space
 from admmlab import optuna_storage as storage
 from admmlab.config import ConfigError
-from hydra_plugins.admmlab_optuna_sweeper import _search_space as search_space
-
-
-def _study_trials(config: DictConfig) -> list[FrozenTrial]:
-    """The trials that the Optuna study of a multirun with ``config`` has so far."""
-    spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
-    with interrupts.shielded():
-        return storage.study_trials(storage.open_storage(spec), sweeping.study_name(config))
-
-
-def continues_a_study(config: DictConfig) -> bool:
-    """Whether a multirun with ``config`` goes on with an Optuna study that has trials.
-
-    One whose search space those trials cannot go on in is refused here, in one
-    line, before the study's MLflow run is reopened for it.
-    """
-    trials = _study_trials(config)
-    if trials:
-        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-        space, _ = parse_space(dict(params), list(config.hydra.overrides.task))
-        refuse_incompatible_space(sweeping.study_name(config), trials, space)
-    return bool(trials)
-
-
-def trials_in_flight(config: DictConfig) -> int:
-    """RUNNING trials of the multirun's Optuna study. Once this process has told all
-    of its own, they are another worker's (or one of a worker killed before it could
-    tell them)."""
-    return sum(t.state == TrialState.RUNNING for t in _study_trials(config))
-
-
-@contextmanager
-def _one_line(prefix: str = "") -> Iterator[None]:
-    """A search space Optuna cannot use stops the sweep in one line, past Hydra."""
-    try:
-        yield
-    except search_space.SearchSpaceError as err:
-        raise SystemExit(f"error: {prefix}{err}") from None
-
-
-def parse_space(params: dict, arguments: list[str]) -> tuple[dict, list[str]]:
-    """:func:`search_space.parse`, with a space Optuna cannot sample as one line."""
-    with _one_line():
-        return search_space.parse(params, arguments)
-
-
-def refuse_incompatible_space(name: str, trials: Sequence[FrozenTrial], space: dict) -> None:
-    """Stop, in one line, a sweep whose search space the study's trials cannot go on in."""
-    with _one_line(f"Optuna study {name!r} cannot go on: "):
-        search_space.check_continuation(trials, space)
 
 
 def _quoted(value: str) -> str:
@@ -155,8 +105,8 @@ class OptunaSweeperImpl(Sweeper):
         with interrupts.shielded():
             opened = storage.open_storage(self.storage_spec)
             trials = storage.study_trials(opened, name)
-        refuse_incompatible_space(name, trials, space)
-        with _one_line():
+        search_space.refuse_incompatible_space(name, trials, space)
+        with search_space.one_line():
             sampler = self._sampler(space, len(trials))
         # Hyperband's brackets filter the trials the sampler sees, in this process
         epochs = int(OmegaConf.select(self.config, "solver.epochs", default=1) or 1)
@@ -171,7 +121,7 @@ class OptunaSweeperImpl(Sweeper):
             )
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
-        space, fixed = parse_space(self.params, arguments)
+        space, fixed = search_space.parse_space(self.params, arguments)
         study = self._study(space)
         print(
             f"[optuna] study {study.study_name!r} in {storage.describe(self.storage_spec)}: "

@@ -28,7 +28,7 @@ class RandomSamplerConf:
 class GridSamplerConf:
     """The grid is built from the (discrete) search space: ``choice``/``range``."""
 
-    _target_: str = "hydra_plugins.admmlab_optuna_sweeper._search_space.SweepGridSampler"
+    _target_: str = "admmlab.optuna_space.SweepGridSampler"
     seed: int | None = None
 
 

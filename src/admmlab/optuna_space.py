@@ -1,15 +1,18 @@
-"""Hydra's sweep grammar → Optuna distributions.
+"""Hydra's sweep grammar → Optuna distributions, and whether a multirun continues an
+Optuna study (the sweeper and the study's callback both ask; optuna loads only here).
 
 ``interval(a, b)`` → float (int when both ends are ints), ``tag(log, …)`` → log
 scale, ``range(a, b[, step])`` → int/float with step (``b`` excluded, as in
 Hydra), ``choice(…)`` and ``a,b,c`` → categorical.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
@@ -18,7 +21,9 @@ from optuna.distributions import (
     check_distribution_compatibility,
 )
 from optuna.samplers import GridSampler
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
+
+from admmlab import interrupts, optuna_storage, sweeping
 
 
 class SearchSpaceError(ValueError):
@@ -141,3 +146,54 @@ class SweepGridSampler(GridSampler):
 
     def after_trial(self, study, trial, state, values) -> None:
         return None
+
+
+def multirun_trials(config: DictConfig) -> list[FrozenTrial]:
+    """The trials that the Optuna study of a multirun with ``config`` has so far."""
+    spec = OmegaConf.select(config, "hydra.sweeper.storage", default=None)
+    with interrupts.shielded():
+        return optuna_storage.study_trials(
+            optuna_storage.open_storage(spec), sweeping.study_name(config)
+        )
+
+
+def continues_a_study(config: DictConfig) -> bool:
+    """Whether a multirun with ``config`` goes on with an Optuna study that has trials.
+
+    One whose search space those trials cannot go on in is refused here, in one
+    line, before the study's MLflow run is reopened for it.
+    """
+    trials = multirun_trials(config)
+    if trials:
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+        space, _ = parse_space(dict(params), list(config.hydra.overrides.task))
+        refuse_incompatible_space(sweeping.study_name(config), trials, space)
+    return bool(trials)
+
+
+def trials_in_flight(config: DictConfig) -> int:
+    """RUNNING trials of the multirun's Optuna study. Once this process has told all
+    of its own, they are another worker's (or one of a worker killed before it could
+    tell them)."""
+    return sum(t.state == TrialState.RUNNING for t in multirun_trials(config))
+
+
+@contextmanager
+def one_line(prefix: str = "") -> Iterator[None]:
+    """A search space Optuna cannot use stops the sweep in one line, past Hydra."""
+    try:
+        yield
+    except SearchSpaceError as err:
+        raise SystemExit(f"error: {prefix}{err}") from None
+
+
+def parse_space(params: dict, arguments: list[str]) -> tuple[dict, list[str]]:
+    """:func:`parse`, with a space Optuna cannot sample as one line."""
+    with one_line():
+        return parse(params, arguments)
+
+
+def refuse_incompatible_space(name: str, trials: Sequence[FrozenTrial], space: dict) -> None:
+    """Stop, in one line, a sweep whose search space the study's trials cannot go on in."""
+    with one_line(f"Optuna study {name!r} cannot go on: "):
+        check_continuation(trials, space)
