@@ -207,8 +207,8 @@ def test_relu_is_refused() -> None:
     ("settings", "message"),
     [
         ({"beta": [1.0, 1.0]}, "3 values"),
-        ({"beta": [1.0, 0.0, 1.0]}, "beta must be > 0"),
-        ({"lam": -1.0}, "lam must be >= 0"),
+        ({"beta": [1.0, 0.0, 1.0]}, r"solver.beta must be positive \(every entry\)"),
+        ({"lam": -1.0}, "solver.lam must be non-negative, got -1.0"),
         ({"epochs": 0}, "epochs must be"),
     ],
 )
@@ -301,7 +301,9 @@ def test_nan_in_data_is_reported_at_first_epoch() -> None:
         fit(x, y, w, lam=1e-6, beta=1.0, epochs=3)
     err = info.value
     assert (err.quantity, err.epoch, err.trials) == ("W_3", 1, [0])
-    assert err.partial is not None and err.partial.history == {}
+    # The bad epoch is recorded, NaN, as every stopped trial's metrics read.
+    assert err.partial is not None and err.partial.history["train_mse"].isnan().all()
+    assert err.partial.history["train_mse"].shape == (1,)
 
 
 def _two_trials() -> tuple[Tensor, Tensor, list[Tensor], list[list[Tensor]]]:
@@ -356,8 +358,10 @@ def test_nan_in_every_trial_raises_naming_quantity_epoch_trial_and_keeps_history
     partial = err.partial
     assert partial is not None
     assert partial.diverged == {1: "V_3 became non-finite at epoch 3"}
-    assert partial.history["train_mse"].shape == (3, 2)
+    assert partial.history["train_mse"].shape == (4, 2)  # the bad epoch recorded, NaN
     assert torch.isnan(partial.history["train_mse"][2, 1])
+    assert torch.isnan(partial.history["train_mse"][3]).all()
+    assert torch.isfinite(partial.history["train_mse"][2, 0])
     assert all(torch.isfinite(w).all() for w in partial.weights)
 
 

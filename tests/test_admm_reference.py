@@ -137,9 +137,7 @@ def test_an_unknown_implementation_is_refused_in_one_line() -> None:
     with pytest.raises(ValueError) as info:
         fit(x, y, w, lam=1e-6, beta=1.0, epochs=1, impl="fused")
     message = str(info.value)
-    assert message == (
-        "unknown ADMM iteration implementation 'fused'; choose one of ('fast', 'reference')"
-    )
+    assert message == "solver.impl must be one of fast, reference, got 'fused'"
     assert "\n" not in message
 
 
@@ -148,16 +146,17 @@ def test_the_solver_settings_choose_the_implementation(monkeypatch) -> None:
     from types import SimpleNamespace
 
     from admmlab import solving
-    from admmlab.config import SolverConfig
+    from admmlab.solvers import admm
+    from admmlab.solvers.settings import ADMM
 
     calls = []
-    monkeypatch.setattr(solving.admm, "fit", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(admm, "fit", lambda *args, **kwargs: calls.append(kwargs))
     x, y, w = _problem(0, depth=1)
     data = SimpleNamespace(
         x_train=x, y_train=y, x_test=None, y_test=None, x_val=None, y_val=None,
         classification=False,
     )  # fmt: skip
-    settings = SolverConfig(name="admm", impl="reference")
+    settings = ADMM(impl="reference")
     solving.run_solver(settings, data, w, activation="sigmoid", seeds=[0])
     assert calls[0]["impl"] == "reference"
 

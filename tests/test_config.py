@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from hydra.errors import HydraException
 
 from admmlab.config import ConfigError, check_override_keys, validate
 from admmlab.paths import conf_dir
@@ -65,7 +66,6 @@ def test_admm_preset_scales_init_by_eight(make_cfg):
         ("dataset.noise_std=-0.1", "dataset.noise_std"),
         ("device=tpu", "device"),
         ("dtype=float16", "dtype"),
-        ("model.width=abc", "model.width"),
     ],
 )
 def test_bad_values_name_the_key(make_cfg, override, key):
@@ -73,6 +73,17 @@ def test_bad_values_name_the_key(make_cfg, override, key):
         validate(make_cfg(override))
     message = str(err.value)
     assert message.startswith(key) and "\n" not in message
+
+
+def test_a_value_of_the_wrong_type_is_refused_by_hydra_and_named_in_one_line(make_cfg):
+    """The run's schema is registered in Hydra's ConfigStore: Hydra refuses the type as it
+    composes; the command line's check says so in one line before Hydra starts."""
+    with pytest.raises(HydraException):
+        make_cfg("model.width=abc")
+    with pytest.raises(ConfigError) as err:
+        check_override_keys(["model.width=abc"])
+    message = str(err.value)
+    assert message.startswith("model.width: Value 'abc'") and "\n" not in message
 
 
 @pytest.mark.parametrize("beta", ["0", "-1", "[1,1]", "[1,0,1]"])
@@ -151,3 +162,22 @@ def test_slurm_launcher_preset_composes():
         cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.cpus_per_task == 2
+
+
+def test_a_real_data_sets_options_are_typed_by_its_class_as_hydra_composes(make_cfg):
+    """Each data set kind has its schema in Hydra's ConfigStore (conf/dataset/<name>.yaml's
+    defaults): Hydra refuses a wrong type; validate() the range and an unknown option."""
+    with pytest.raises(HydraException):
+        make_cfg("dataset=ptb", "dataset.options.n_train=many")
+    with pytest.raises(ConfigError, match=r"^dataset.options.test_fraction must be in \(0, 1\)"):
+        validate(make_cfg("dataset=digits", "dataset.options.test_fraction=2"))
+    with pytest.raises(ConfigError, match=r"^dataset.options.tset_fraction is not an option of"):
+        validate(make_cfg("dataset=digits", "+dataset.options.tset_fraction=0.2"))
+    with pytest.raises(ConfigError, match="is not an option of square: it takes none"):
+        validate(make_cfg("dataset=square", "+dataset.options.test_fraction=0.2"))
+    assert (
+        validate(make_cfg("dataset=eyb", "dataset.options.image_size=8")).dataset.options[
+            "image_size"
+        ]
+        == 8
+    )

@@ -92,7 +92,7 @@ def random_value():
 
 CONFIG_KEYS = {
     "model": ["depth", "width"],
-    "solver": ["name", "lam", "beta", "lr", "epochs", "batch_size", "momentum", "lr_gamma"],
+    "solver": ["name", "lam", "beta", "lr", "epochs", "batch_size", "momentum", "lr_gamma", "step"],
     "dataset": ["name", "noise_std", "n_train", "val_fraction"],
     "init": ["name", "scale"],
     "activation": ["name"],
@@ -102,7 +102,9 @@ CONFIG_KEYS = {
 
 @st.composite
 def random_config(draw):
-    cfg: dict = {}
+    # Each built-in solver's settings class, as a composed config names it.
+    target = draw(st.sampled_from(["admm.ADMM", "sgd.SGD", "sgd.SGDM", "sgd.Adam"]))
+    cfg: dict = {"solver": {"_target_": f"admmlab.solvers.{target}"}}
     for section, keys in CONFIG_KEYS.items():
         for key in draw(st.lists(st.sampled_from(keys), max_size=3, unique=True)):
             target = cfg.setdefault(section, {}) if section else cfg

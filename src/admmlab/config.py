@@ -5,11 +5,15 @@ these dataclasses (types) and checks every range (values). A bad value raises
 :class:`ConfigError` with one line naming the key and the value, before any work.
 """
 
+import dataclasses
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, Override
 from hydra.errors import HydraException
@@ -18,7 +22,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from admmlab.paths import conf_dir
 
-SOLVERS = ("admm", "sgd", "sgdm", "adam")
 DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("float64", "float32")
 
@@ -42,25 +45,6 @@ class ActivationConfig:
 class InitConfig:
     name: str = "msra"
     scale: float = 1.0
-
-
-@dataclass
-class SolverConfig:
-    """Union of every solver's keys; each solver reads the ones it needs."""
-
-    name: str = "sgd"
-    epochs: int = 2000
-    lam: float = 0.0
-    beta: Any = 1.0  # ADMM: a scalar or one value per layer 1..L+1
-    lr: float = 0.1
-    lr_gamma: float = 0.9
-    lr_every: int = 10
-    batch_size: int = 50
-    momentum: float = 0.0
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    impl: str = "fast"  # "fast", or "reference": the readable step (SGD types) or iteration (ADMM)
-    step: float | None = None  # one knob for SGD's lr and ADMM's beta (the lr_beta study)
 
 
 @dataclass
@@ -93,7 +77,9 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     activation: ActivationConfig = field(default_factory=ActivationConfig)
     init: InitConfig = field(default_factory=InitConfig)
-    solver: SolverConfig = field(default_factory=SolverConfig)
+    # The composed ``solver`` node: validate() builds it into its own typed settings,
+    # the class its ``_target_`` names (an admmlab.solvers.interface.Solver).
+    solver: Any = None
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0
@@ -128,27 +114,12 @@ def _one_of(key: str, value: Any, options) -> None:
         _fail(key, f"one of {', '.join(sorted(options))}", value)
 
 
-def _check_beta(beta: Any, depth: int) -> None:
-    values = list(beta) if isinstance(beta, list | tuple) else [beta]
-    if isinstance(beta, list | tuple) and len(values) != depth + 1:
-        raise ConfigError(
-            f"solver.beta must be a scalar or a list of depth+1 = {depth + 1} values, "
-            f"got {len(values)} values {values!r}"
-        )
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
-            _fail("solver.beta", "positive (every entry)", beta)
-
-
 def check_ranges(cfg: RunConfig) -> None:
     """Every value check that types alone cannot express."""
     for key in (
         "model.depth",
         "model.width",
-        "solver.epochs",
         "trials",
-        "solver.batch_size",
-        "solver.lr_every",
         "dataset.n_train",
         "dataset.n_test",
         "tracking.flush_every",
@@ -159,26 +130,15 @@ def check_ranges(cfg: RunConfig) -> None:
     # group option answer without it.
     from admmlab.data import DATASETS
     from admmlab.nets import ACTIVATIONS, INIT_SCHEMES
-    from admmlab.solvers.admm import IMPLS as ADMM_IMPLS
-    from admmlab.solvers.sgd_steps import IMPLS as SGD_IMPLS
 
     s, d = cfg.solver, cfg.dataset
-    _one_of("solver", s.name, SOLVERS)
     _one_of("activation", cfg.activation.name, ACTIVATIONS)
     _one_of("init", cfg.init.name, INIT_SCHEMES)
     _one_of("device", cfg.device, DEVICES)
     _one_of("dtype", cfg.dtype, DTYPES)
-    _one_of("solver.impl", s.impl, ADMM_IMPLS if s.name == "admm" else SGD_IMPLS)
     if d.name not in DATASETS:
         _fail("dataset", f"one of {', '.join(sorted(DATASETS))}", d.name)
-    if not s.lam >= 0:
-        _fail("solver.lam", "non-negative", s.lam)
-    if not s.lr > 0:
-        _fail("solver.lr", "positive", s.lr)
-    if not 0 < s.lr_gamma <= 1:
-        _fail("solver.lr_gamma", "in (0, 1]", s.lr_gamma)
-    if not 0 <= s.momentum < 1:
-        _fail("solver.momentum", "in [0, 1)", s.momentum)
+    _check_options(d.name, d.options)
     if not cfg.init.scale >= 0:
         _fail("init.scale", "non-negative", cfg.init.scale)
     if not d.noise_std >= 0:
@@ -189,13 +149,12 @@ def check_ranges(cfg: RunConfig) -> None:
         _fail("tracking.max_points", "non-negative (0: every epoch)", cfg.tracking.max_points)
     if not 0 <= cfg.max_failure_rate <= 1:
         _fail("max_failure_rate", "in [0, 1]", cfg.max_failure_rate)
-    if s.name == "admm":
-        _check_beta(s.beta, cfg.model.depth)
-        if not ACTIVATIONS[cfg.activation.name].smooth:
-            raise ConfigError(
-                f"activation={cfg.activation.name} cannot be used with solver=admm: "
-                "the method needs a smooth activation (sigmoid or tanh)"
-            )
+    s.check_net(cfg.model.depth)
+    if s.smooth_only and not ACTIVATIONS[cfg.activation.name].smooth:
+        raise ConfigError(
+            f"activation={cfg.activation.name} cannot be used with solver={s.name}: "
+            "the method needs a smooth activation (sigmoid or tanh)"
+        )
 
 
 def _one_line(err: OmegaConfBaseException) -> str:
@@ -206,23 +165,143 @@ def _one_line(err: OmegaConfBaseException) -> str:
 
 
 def validate(cfg: DictConfig | dict) -> RunConfig:
-    """Type-check and range-check a composed config; returns the typed config."""
+    """Type-check and range-check a composed config; returns the typed config, its
+    ``solver`` the settings object of the solver class the config names."""
+    from admmlab.solvers.interface import SettingError
+
     schema = OmegaConf.structured(RunConfig)
     try:
-        merged = OmegaConf.merge(schema, cfg)
+        # Merged as plain values: a key that Hydra let in with + is then refused here.
+        plain = OmegaConf.to_container(cfg) if isinstance(cfg, DictConfig) else cfg
+        merged = OmegaConf.merge(schema, plain)
+        # The solver's values as given (a key added with + included), built below.
+        solver = OmegaConf.to_container(merged.solver, resolve=True) if merged.solver else None
+        merged.solver = None
         typed: RunConfig = OmegaConf.to_object(merged)
+        typed.solver = solver_settings(solver)
+        check_ranges(typed)
     except OmegaConfBaseException as err:
         raise ConfigError(_one_line(err)) from None
-    check_ranges(typed)
+    except SettingError as err:
+        raise ConfigError(str(err)) from None
     return typed
 
+
+def solver_class(target: Any) -> type:
+    """The :class:`~admmlab.solvers.interface.Solver` subclass ``solver._target_`` names."""
+    from hydra.utils import get_class
+
+    from admmlab.solvers.interface import Solver
+
+    if not isinstance(target, str) or not target:
+        raise ConfigError(
+            "solver._target_ must name the solver's settings class "
+            f"(e.g. admmlab.solvers.settings.SGD), got {target!r}"
+        )
+    try:
+        cls = get_class(target)
+    except Exception as err:
+        cause = str(err.__cause__ or err).splitlines()[0]
+        raise ConfigError(f"solver._target_={target} cannot be imported: {cause}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Solver)):
+        raise ConfigError(f"solver._target_={target} is not a subclass of {Solver.__qualname__}")
+    return cls
+
+
+def solver_settings(node: dict | None) -> Any:
+    """The solver's typed settings from its composed values: the class their
+    ``_target_`` names, built from them (no solver: SGD's defaults).
+
+    A built-in solver's schema is registered below, so Hydra already checked its keys
+    and types as it composed; a key added with ``+``, and a solver from outside the
+    package, are checked here: unknown keys and wrong types refused in one line. The
+    class checks its ranges.
+    """
+    from admmlab.solvers.settings import SGD
+
+    if node is None:
+        return SGD()
+    values = dict(node)
+    cls = solver_class(values.pop("_target_", None))
+    known = [f.name for f in dataclasses.fields(cls) if f.name != "_target_"]
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean solver.{close[0]}?" if close else ""
+            name = values.get("name") or getattr(cls, "name", "") or cls.__name__
+            raise ConfigError(
+                f"solver.{key} is not a setting of solver={name} "
+                f"(its settings: {', '.join(known)}){hint}"
+            )
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"solver.{_one_line(err)}") from None
+
+
+def _check_options(name: str, given: dict[str, Any]) -> None:
+    """A real data set's options against its class; a synthetic task takes none."""
+    from admmlab.data.options import OPTIONS, OptionError, options_for
+
+    if name not in OPTIONS:
+        if given:
+            key = next(iter(given))
+            raise ConfigError(f"dataset.options.{key} is not an option of {name}: it takes none")
+        return
+    try:
+        options_for(name, dict(given))
+    except OptionError as err:
+        raise ConfigError(str(err)) from None
+
+
+def register_schemas() -> None:
+    """The run's schema (``run_schema``, first in conf/config.yaml's defaults) and each
+    built-in solver's (``<name>_schema`` in the ``solver`` group, first in its YAML
+    file's defaults), so that Hydra checks keys and types as it composes."""
+    from admmlab.data.options import OPTIONS
+    from admmlab.solvers.settings import BUILT_IN
+
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunConfig)
+    for name, cls in BUILT_IN.items():
+        store.store(group="solver", name=f"{name}_schema", node=cls)
+    store.store(group="dataset", name="synthetic_schema", node=DatasetConfig)
+    for name, options in OPTIONS.items():
+        store.store(group="dataset", name=f"{name}_schema", node=real_dataset_schema(options))
+
+
+def real_dataset_schema(options: type) -> type:
+    """A real data set's schema: the common keys, and ``options`` typed as its class."""
+    return dataclasses.make_dataclass(
+        f"{options.__name__.removesuffix('Options')}Dataset",
+        [("options", options, field(default_factory=options))],
+        bases=(DatasetConfig,),
+    )
+
+
+register_schemas()
 
 GROUPS = ("solver", "activation", "init", "dataset", "experiment", "sweep")
 
 
-def group_options(group: str) -> list[str]:
-    """The options of a config group: the YAML files in ``conf/<group>/``."""
-    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+def group_options(group: str, search_dirs: Sequence[Path] = ()) -> list[str]:
+    """The options of a config group: the YAML files in ``conf/<group>/`` and in
+    ``<dir>/<group>/`` of each further search directory."""
+    dirs = [conf_dir(), *search_dirs]
+    return sorted({p.stem for d in dirs for p in (Path(d) / group).glob("*.yaml")})
+
+
+def search_dirs(overrides: list[Override]) -> list[Path]:
+    """The folders a ``hydra.searchpath=[file://…]`` override adds to the config's
+    search path (where a solver added outside the package keeps its YAML file)."""
+    dirs = []
+    for override in overrides:
+        if override.key_or_group == "hydra.searchpath":
+            value = override.value()
+            for entry in value if isinstance(value, list) else [value]:
+                if isinstance(entry, str) and entry.startswith("file://"):
+                    dirs.append(Path(entry.removeprefix("file://")))
+    return dirs
 
 
 def _parse_overrides(arguments: list[str]) -> list[Override]:
@@ -242,11 +321,13 @@ def _group_values(override: Override) -> list[Any]:
 
 def check_group_options(arguments: list[str]) -> None:
     """Refuse ``solver=foo`` (or ``init=a,foo``) with one line, before Hydra composes."""
-    for override in _parse_overrides(arguments):
+    overrides = _parse_overrides(arguments)
+    extra = search_dirs(overrides)
+    for override in overrides:
         group = override.key_or_group
         if group not in GROUPS or override.is_delete():
             continue
-        options = group_options(group)
+        options = group_options(group, extra)
         for v in _group_values(override):
             if isinstance(v, str) and v not in options and v != "null":
                 raise ConfigError(
@@ -343,3 +424,25 @@ def check_override_keys(arguments: list[str]) -> None:
             for key in keys:
                 if not _has_key(cfg, key):
                     raise ConfigError(_unknown_key(key, cfg, choices))
+            _check_types(choices, [o for o in overrides if _sets_existing_key(o)])
+
+
+def _check_types(choices: list[str], values: list[Override]) -> None:
+    """Refuse a value of the wrong type (``model.depth=abc``, or one value of a sweep
+    ``model.depth=1,abc``) in one line, before a sweep starts: Hydra checks each value
+    against the schema as it composes that job, and says so in a paragraph."""
+    given = [o.input_line for o in values if not o.is_sweep_override() and o.input_line]
+    swept = [
+        f"{o.key_or_group}={v}"
+        for o in values
+        if isinstance(o.value(), ChoiceSweep)
+        for v in _group_values(o)
+        if isinstance(v, str | int | float | bool)
+    ]
+    for one in [None, *swept]:
+        try:
+            compose("config", overrides=[*choices, *given, *([one] if one else [])])
+        except HydraException as err:
+            cause = err.__cause__
+            if isinstance(cause, OmegaConfBaseException):
+                raise ConfigError(_one_line(cause)) from None

@@ -82,7 +82,7 @@ def tags(cfg: RunConfig, study: str | None = None) -> dict[str, str]:
 
 def competitor(cfg: RunConfig) -> str:
     """The paper's column label, e.g. ``ADMM (sigmoid)`` or ``Adam (ReLU)``."""
-    solver = {"admm": "ADMM", "sgd": "SGD", "sgdm": "SGDM", "adam": "Adam"}[cfg.solver.name]
+    solver = cfg.solver.label or cfg.solver.name
     act = {"relu": "ReLU"}.get(cfg.activation.name, cfg.activation.name)
     return f"{solver} ({act})"
 
@@ -112,5 +112,10 @@ def run_name(cfg: RunConfig, overrides: Sequence[str] = ()) -> str:
 
 
 def params(container: dict[str, Any]) -> dict[str, Any]:
-    """A run's params: its flattened, resolved config less the constant tables."""
-    return {k: v for k, v in flatten(container).items() if not k.startswith(CONSTANT_TABLES)}
+    """A run's params: its flattened, resolved config less the constant tables and the
+    class a node names (``solver._target_``: plumbing, not a setting)."""
+    return {
+        k: v
+        for k, v in flatten(container).items()
+        if not k.startswith(CONSTANT_TABLES) and not k.endswith("._target_")
+    }

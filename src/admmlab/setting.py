@@ -224,11 +224,10 @@ def prepare(cfg: DictConfig) -> Prepared:
     seeds = [typed.seed + k for k in range(typed.trials)]
     data = load_trials(typed, seeds, device)
     n_train = data.x_train.shape[-2]
-    if typed.solver.name != "admm" and typed.solver.batch_size > n_train:
-        raise ConfigError(
-            f"solver.batch_size must be at most the training set size {n_train}, "
-            f"got {typed.solver.batch_size}"
-        )
+    try:
+        typed.solver.check_data(n_train)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     weights = initial_weights(typed, data, seeds)
     objectives = objective_names(typed, data)
     check_objectives(objectives, data)
@@ -282,6 +281,7 @@ def run(cfg: DictConfig, *, study: StudyContext | None = None) -> Outcome:
         return Outcome(values, summary, None, _by_seed(result.diverged, seeds))
     store = Store(experiment(cfg, study), typed.tracking.uri)
     container = OmegaConf.to_container(cfg, resolve=True)
+    container["solver"] = typed.solver.settings()  # only this solver's own, checked values
     tags = runinfo.tags(typed, study=study.name if study else None)
     tags["overrides"] = " ".join(job_overrides())
     params = runinfo.params(container)

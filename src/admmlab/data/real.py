@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from admmlab.data import options
 from admmlab.data.base import DataError, Dataset, split_validation
 from admmlab.data.formats import parse_number, read_numeric_csv, read_pgm, read_table
 
 Tensor = torch.Tensor
 Options = dict[str, Any]
-NORMALISERS = ("feature", "sample", "none")
+NORMALISERS = options.NORMALISERS
 
 
 @dataclass(frozen=True)
@@ -65,39 +66,8 @@ SOURCES = {
     ),
 }
 
-# Defaults of dataset.options (conf/dataset/<name>.yaml repeats them, documented).
-DEFAULTS: dict[str, Options] = {
-    "earthquake": {
-        "features": [
-            "EQ_LATITUDE",
-            "EQ_LONGITUDE",
-            "CITY_LATITUDE",
-            "CITY_LONGITUDE",
-            "EQ_MAGNITUDE",
-            "EQ_DEPTH",
-        ],
-        "label": "MMI",
-        "mmi_threshold": 4,  # class 0: MMI 1–4, class 1: MMI 5–12 (the paper)
-        "n_train": 4173,  # the paper's split
-        "n_test": 4000,
-        "normalize": "feature",
-    },
-    "eyb": {
-        "image_size": [32, 32],
-        "test_fraction": 0.5,  # each subject's images, half and half (the paper)
-        "normalize": "sample",  # the paper z-scores each image
-        "features_key": "fea",
-        "labels_key": "gnd",
-        "mat_image_shape": None,  # (height, width) of the .mat's rows; None: square
-    },
-    "ptb": {
-        "n_train": 7000,  # the paper's split
-        "n_test": 7552,
-        "normalize": "none",  # the published beats are already scaled to [0, 1]
-    },
-    "digits": {"test_fraction": 0.3, "normalize": "feature"},
-    "breast_cancer": {"test_fraction": 0.3, "normalize": "feature"},
-}
+# Defaults of dataset.options, per data set (conf/dataset/<name>.yaml repeats them).
+DEFAULTS: dict[str, Options] = {name: options.defaults(name) for name in options.OPTIONS}
 
 PTB_FILES = ("ptbdb_normal.csv", "ptbdb_abnormal.csv")
 
@@ -118,46 +88,11 @@ Split = tuple[Samples, np.ndarray, np.ndarray]  # samples, train indices, test i
 
 
 def _settings(name: str, given: Options) -> Options:
-    defaults = DEFAULTS[name]
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise DataError(
-            f"dataset.options.{unknown[0]} is not an option of {name}; "
-            f"its options are {', '.join(defaults)}"
-        )
-    settings = {**defaults, **given}
-    if settings["normalize"] not in NORMALISERS:
-        _bad_option("normalize", f"one of {', '.join(NORMALISERS)}", settings["normalize"])
-    return settings
-
-
-def _bad_option(key: str, requirement: str, value: Any) -> None:
-    raise DataError(f"dataset.options.{key} must be {requirement}, got {value!r}")
-
-
-def _positive_int(settings: Options, key: str) -> int:
-    value = settings[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        _bad_option(key, "a positive integer", value)
-    return value
-
-
-def _fraction(settings: Options, key: str) -> float:
-    value = settings[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        _bad_option(key, "in (0, 1)", value)
-    return float(value)
-
-
-def _image_size(settings: Options, key: str) -> tuple[int, int] | None:
-    """An int (square) or ``[height, width]``; ``None`` allowed for optional shapes."""
-    value = settings[key]
-    if value is None and key == "mat_image_shape":
-        return None
-    size = [value, value] if isinstance(value, int) else list(value or [])
-    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
-        _bad_option(key, "a positive integer or [height, width]", value)
-    return size[0], size[1]
+    """The data set's options, checked (:mod:`admmlab.data.options`), as a dict."""
+    try:
+        return asdict(options.options_for(name, given))
+    except options.OptionError as err:
+        raise DataError(str(err)) from None
 
 
 # ---------------------------------------------------------------- locating files
@@ -239,14 +174,8 @@ def stratified_split(
 def earthquake(path: str | None, settings: Options, generator: torch.Generator) -> Split:
     """NOAA intensity reports: six numeric features, MMI ≤ threshold vs above."""
     features, label = settings["features"], settings["label"]
-    if not features or not all(isinstance(f, str) for f in features):
-        _bad_option("features", "a non-empty list of column names", features)
-    if not isinstance(label, str):
-        _bad_option("label", "a column name", label)
     threshold = settings["mmi_threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        _bad_option("mmi_threshold", "a number", threshold)
-    n_train, n_test = _positive_int(settings, "n_train"), _positive_int(settings, "n_test")
+    n_train, n_test = settings["n_train"], settings["n_test"]
     with reading("earthquake"):
         file = locate("earthquake", path)
         if not file.is_file():
@@ -295,9 +224,9 @@ def _column(names: list[str], column: str, path: Path) -> int:
 
 def eyb(path: str | None, settings: Options, generator: torch.Generator) -> Split:
     """Extended Yale B faces: a CroppedYale folder of PGMs or a ``fea``/``gnd`` .mat file."""
-    size = _image_size(settings, "image_size")
-    mat_shape = _image_size(settings, "mat_image_shape")
-    test_fraction = _fraction(settings, "test_fraction")
+    size = options.image_size(settings["image_size"])
+    mat_shape = options.image_size(settings["mat_image_shape"])
+    test_fraction = settings["test_fraction"]
     with reading("eyb"):
         location = locate("eyb", path)
         if location.is_dir():
@@ -397,7 +326,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def ptb(path: str | None, settings: Options, generator: torch.Generator) -> Split:
     """PTB heartbeats: the normal and the abnormal CSV of the Kaggle release."""
-    n_train, n_test = _positive_int(settings, "n_train"), _positive_int(settings, "n_test")
+    n_train, n_test = settings["n_train"], settings["n_test"]
     with reading("ptb"):
         folder = locate("ptb", path)
         if not folder.is_dir():
@@ -440,7 +369,7 @@ def bundled(name: str) -> Callable[[str | None, Options, torch.Generator], Split
     def load(path: str | None, settings: Options, generator: torch.Generator) -> Split:
         x, labels = _sklearn(name)
         samples = Samples(x, labels, int(labels.max()) + 1)
-        return samples, *stratified_split(labels, _fraction(settings, "test_fraction"), generator)
+        return samples, *stratified_split(labels, settings["test_fraction"], generator)
 
     return load
 

@@ -40,11 +40,9 @@ counted on the pre-activations, ``|Z| ≥ z*`` with ``σ'(z*) = 10⁻³``.
 
 import itertools
 import math
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Protocol
 
 import torch
@@ -54,17 +52,15 @@ from admmlab.solvers.admm_reference import SATURATION_THRESHOLD, ReferenceStep
 from admmlab.solvers.base import (
     Callback,
     FitResult,
-    HistoryRecorder,
-    NonFiniteError,
     Quantity,
-    TrialStops,
     as_problem,
     evaluate,
     trial_layout,
 )
+from admmlab.solvers.loop import run_epochs
+from admmlab.solvers.settings import ADMM, IMPLS
 
 Tensor = torch.Tensor
-IMPLS = ("fast", "reference")
 
 
 # ---------------------------------------------------------------- workspace
@@ -687,16 +683,7 @@ def _layer_betas(beta: float | Sequence[float], n_layers: int) -> list[float]:
             raise ValueError(
                 f"beta needs one value per layer 1..L+1, i.e. {n_layers} values, got {len(betas)}"
             )
-    if not all(b > 0 for b in betas):
-        raise ValueError(f"beta must be > 0, got {beta}")
     return betas
-
-
-def _check_settings(lam: float, epochs: int) -> None:
-    if not lam >= 0:
-        raise ValueError(f"lam must be >= 0, got {lam}")
-    if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be an integer >= 1, got {epochs}")
 
 
 def _trial_weights(weights: Sequence[Tensor], n_trials: int) -> list[Tensor]:
@@ -824,43 +811,47 @@ def fit(
     ``"reference"``, the paper's steps as written that it is tested against
     (:mod:`admmlab.solvers.admm_reference`).
     """
+    settings = ADMM(epochs=epochs, lam=lam, beta=beta, impl=impl)
     X, Y, weights, held_out = as_problem(
         X, Y, weights, {"test": (X_test, Y_test), "val": (X_val, Y_val)}
     )
     act = _smooth_activation(activation)
     betas = _layer_betas(beta, len(weights))
-    _check_settings(lam, epochs)
     dtype, device = weights[0].dtype, weights[0].device
     n_trials, batched = trial_layout(X, Y, weights)
     w0 = _trial_weights([w.to(device, dtype) for w in weights], n_trials)
-
     step = make_step(impl, X, Y, w0, act, lam=lam, betas=betas, classification=classification)
-    recorder = HistoryRecorder(callback)
-    stops = TrialStops(n_trials, batched, device)
-    good_weights = [w.clone() for w in step.w]  # the fast step overwrites these in place
+    return run_epochs(
+        IterationEpochs(step, settings.lam),
+        epochs=settings.epochs,
+        activation=act,
+        held_out=held_out,
+        classification=classification,
+        batched=batched,
+        callback=callback,
+    )
 
-    def result(w: list[Tensor]) -> FitResult:
-        w = stops.final(w)
-        out = [t.contiguous() for t in (w if batched else [t[0] for t in w])]
-        return FitResult(out, recorder.history(batched), dict(stops.reasons))
 
-    for epoch in range(1, int(epochs) + 1):
-        start = time.perf_counter()
-        metrics, residuals = step.iterate()
-        metrics.update(evaluate(step.w, act, held_out, classification=classification))
-        finite = torch.isfinite(metrics["aug_lagrangian"] + metrics["train_mse"])
-        try:
-            stops.check(epoch, finite, partial(_quantities, step, metrics, lam), good_weights)
-        except NonFiniteError as err:
-            err.partial = result(good_weights)
-            raise
-        elapsed = time.perf_counter() - start
+class IterationEpochs:
+    """One epoch = one ADMM iteration (full batch), with ``‖r_i‖`` per constraint."""
+
+    def __init__(self, step: Step, lam: float) -> None:
+        self.step, self.lam = step, lam
+
+    def epoch(self, epoch: int) -> dict[str, Tensor]:
+        metrics, residuals = self.step.iterate()
         for i, norm in enumerate(residuals, start=1):
             metrics[f"residual/layer_{i}"] = norm
-        metrics["epoch_time_s"] = torch.full((n_trials,), elapsed, dtype=dtype, device=device)
-        recorder.record(epoch, stops.mask(metrics))
-        good_weights = list(step.w)
-    return result(good_weights)
+        return metrics
+
+    def weights(self) -> list[Tensor]:
+        return list(self.step.w)
+
+    def finite(self, metrics: dict[str, Tensor]) -> Tensor:
+        return torch.isfinite(metrics["aug_lagrangian"] + metrics["train_mse"])
+
+    def quantities(self, metrics: dict[str, Tensor]) -> list[Quantity]:
+        return _quantities(self.step, metrics, self.lam)
 
 
 def _quantities(step: Step, metrics: dict[str, Tensor], lam: float) -> list[Quantity]:

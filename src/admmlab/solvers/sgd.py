@@ -6,7 +6,6 @@ gradient, and hence its element-wise optimiser step, is exactly what it would
 be alone. Each trial shuffles its mini-batches with its own seed.
 """
 
-import time
 from collections.abc import Sequence
 
 import torch
@@ -16,18 +15,18 @@ from admmlab.seeding import generator
 from admmlab.solvers.base import (
     Callback,
     FitResult,
-    HistoryRecorder,
-    NonFiniteError,
     Quantity,
-    TrialStops,
     as_problem,
     evaluate,
     finite_per_trial,
     trial_layout,
 )
-from admmlab.solvers.sgd_steps import IMPLS, make_step, penalty, square_loss
+from admmlab.solvers.loop import run_epochs
+from admmlab.solvers.settings import SGD
+from admmlab.solvers.settings import SGD_METHODS as _SETTINGS
+from admmlab.solvers.sgd_steps import make_step, penalty, square_loss
 
-__all__ = ["IMPLS", "METHODS", "fit", "make_optimizer", "penalty", "square_loss"]
+__all__ = ["METHODS", "fit", "make_optimizer", "penalty", "square_loss"]
 
 Tensor = torch.Tensor
 METHODS = ("sgd", "sgdm", "adam")
@@ -111,66 +110,84 @@ def fit(
     ``impl`` picks the step: ``"fast"`` (the default) or ``"reference"``, the readable
     autograd one it is tested against (:mod:`admmlab.solvers.sgd_steps`).
     A trial whose loss or weights go non-finite stops at the end of that epoch, as in
-    ADMM (:class:`TrialStops`); the error raised when none is left also has the bad
-    epoch in its ``partial`` history (NaN, as every stopped trial's metrics read).
+    ADMM (:func:`admmlab.solvers.loop.run_epochs`); the error raised when none is left
+    also has the bad epoch in its ``partial`` history (NaN, as every stopped trial's
+    metrics read).
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown SGD-type method {method!r}; choose one of {METHODS}")
+    settings = _SETTINGS[method](
+        epochs=epochs, lr=lr, lam=lam, batch_size=batch_size, lr_gamma=lr_gamma,
+        lr_every=lr_every, impl=impl,
+        **({"momentum": momentum} if method == "sgdm" else {}),
+        **({"betas": list(betas), "eps": eps} if method == "adam" else {}),
+    )  # fmt: skip
     X, Y, weights, held_out = as_problem(
         X, Y, weights, {"val": (X_val, Y_val), "test": (X_test, Y_test)}
     )
     act = get_activation(activation)
     X, Y, ws, batched = _batched(X, Y, weights)
     k, n = X.shape[0], X.shape[1]
-    if not 1 <= batch_size <= n:
-        raise ValueError(f"batch_size must be in 1..{n} (the training set), got {batch_size}")
-    step = make_step(impl, ws, act, lam)
-    opt = make_optimizer(method, step.params, lr=lr, momentum=momentum, betas=betas, eps=eps)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_every, gamma=lr_gamma)
-    orders = batch_orders(seeds if seeds is not None else range(k), n, epochs, X.device)
-    sets = {"train": (X, Y)} | {
-        name: (_as_trials(x, k), _as_trials(y, k)) for name, (x, y) in held_out.items()
-    }
-    recorder = HistoryRecorder(callback)
-    stops = TrialStops(k, batched, X.device)
-    last_good = step.weights()  # as of the previous epoch's end
+    settings.check_data(n)
+    epochs_ = MiniBatchEpochs(settings, X, Y, ws, act, seeds if seeds is not None else range(k))
+    return run_epochs(
+        epochs_,
+        epochs=epochs,
+        activation=act,
+        held_out={name: (_as_trials(x, k), _as_trials(y, k)) for name, (x, y) in held_out.items()},
+        classification=classification,
+        batched=batched,
+        callback=callback,
+    )
 
-    def result(weights: list[Tensor]) -> FitResult:
-        final = stops.final(weights)
-        final = final if batched else [w[0] for w in final]
-        return FitResult(final, recorder.history(batched), dict(stops.reasons))
 
-    steps = n // batch_size  # a ragged last batch is dropped, as in the paper's setup
-    # Σ_steps g², element-wise (one op a step), summed per layer and trial at the epoch's end:
-    # grad_norm/layer_i is the RMS over the epoch's steps of layer i's gradient norm.
-    grad_sq = [torch.empty_like(p) for p in step.params]
-    for epoch in range(1, epochs + 1):
-        start = time.perf_counter()
-        torch._foreach_zero_(grad_sq)
+class MiniBatchEpochs:
+    """One epoch = one pass over each trial's own shuffle of the training set, one
+    optimiser step per mini-batch (a ragged last batch is dropped, as in the paper)."""
+
+    def __init__(self, s: SGD, X: Tensor, Y: Tensor, ws: list[Tensor], act: Activation, seeds):
+        self.X, self.Y, self.act = X, Y, act
+        self.batch_size, self.steps = s.batch_size, X.shape[1] // s.batch_size
+        self.step = make_step(s.impl, ws, act, s.lam)
+        self.opt = make_optimizer(
+            s.name, self.step.params, lr=s.lr, momentum=getattr(s, "momentum", 0.0),
+            betas=getattr(s, "betas", (0.9, 0.999)), eps=getattr(s, "eps", 1e-8),
+        )  # fmt: skip
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, s.lr_every, gamma=s.lr_gamma)
+        self.orders = batch_orders(seeds, X.shape[1], s.epochs, X.device)
+        # Σ_steps g², element-wise (one op a step), summed per layer and trial at the
+        # epoch's end: grad_norm/layer_i is the RMS over the epoch's steps of its norm.
+        self.grad_sq = [torch.empty_like(p) for p in self.step.params]
+        self._weights = self.step.weights()
+
+    def epoch(self, epoch: int) -> dict[str, Tensor]:
+        torch._foreach_zero_(self.grad_sq)
         # One gather per epoch; its mini-batches are then views.
-        order = orders[epoch - 1, :, : steps * batch_size].unsqueeze(-1)
-        x_epoch = torch.take_along_dim(X, order, dim=1).split(batch_size, dim=1)
-        y_epoch = torch.take_along_dim(Y, order, dim=1).split(batch_size, dim=1)
+        order = self.orders[epoch - 1, :, : self.steps * self.batch_size].unsqueeze(-1)
+        x_epoch = torch.take_along_dim(self.X, order, dim=1).split(self.batch_size, dim=1)
+        y_epoch = torch.take_along_dim(self.Y, order, dim=1).split(self.batch_size, dim=1)
         for xb, yb in zip(x_epoch, y_epoch, strict=True):
-            grads = step.gradients(xb, yb)
-            torch._foreach_addcmul_(grad_sq, grads, grads)
-            opt.step()
-        weights = step.weights()
-        metrics = evaluate(weights, act, sets, classification=classification)
-        metrics["lr"] = torch.full((k,), opt.param_groups[0]["lr"], device=X.device)
-        sched.step()
-        for i, sq in enumerate(step.layer_sums(grad_sq), start=1):
-            metrics[f"grad_norm/layer_{i}"] = (sq / steps).sqrt()
-        metrics["epoch_time_s"] = torch.full((k,), time.perf_counter() - start, device=X.device)
-        quantities = [("train_mse", metrics["train_mse"], "")]
-        quantities += [(f"W_{i}", w, "") for i, w in enumerate(weights, start=1)]
-        try:
-            stops.check(epoch, _finite_trials(quantities), quantities, last_good)
-        except NonFiniteError as err:
-            recorder.record(epoch, stops.mask(metrics))  # every trial has stopped: all NaN
-            err.partial = result(last_good)
-            raise
-        recorder.record(epoch, stops.mask(metrics))
-        last_good = weights
-    return result(last_good)
+            grads = self.step.gradients(xb, yb)
+            torch._foreach_addcmul_(self.grad_sq, grads, grads)
+            self.opt.step()
+        self._weights = self.step.weights()
+        metrics = evaluate(self._weights, self.act, {"train": (self.X, self.Y)})
+        k = self.X.shape[0]
+        metrics["lr"] = torch.full((k,), self.opt.param_groups[0]["lr"], device=self.X.device)
+        self.sched.step()
+        for i, sq in enumerate(self.step.layer_sums(self.grad_sq), start=1):
+            metrics[f"grad_norm/layer_{i}"] = (sq / self.steps).sqrt()
+        return metrics
+
+    def weights(self) -> list[Tensor]:
+        return self._weights
+
+    def finite(self, metrics: dict[str, Tensor]) -> Tensor:
+        return _finite_trials(self.quantities(metrics))
+
+    def quantities(self, metrics: dict[str, Tensor]) -> list[Quantity]:
+        named = [("train_mse", metrics["train_mse"], "")]
+        return named + [(f"W_{i}", w, "") for i, w in enumerate(self._weights, start=1)]
 
 
 def _finite_trials(quantities: list[Quantity]) -> Tensor:

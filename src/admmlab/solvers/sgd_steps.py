@@ -22,9 +22,9 @@ from typing import Protocol
 import torch
 
 from admmlab.nets import Activation, forward
+from admmlab.solvers.settings import IMPLS
 
 Tensor = torch.Tensor
-IMPLS = ("fast", "reference")
 
 
 class Step(Protocol):
