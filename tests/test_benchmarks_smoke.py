@@ -86,6 +86,7 @@ def test_sgd_epoch_benchmark_measures_every_column():
     assert sgd_epoch.epoch_products(2, 1, 2, 6, torch.float64, "cpu") > 0
 
 
+@pytest.mark.slow  # times a whole benchmark: make test runs it, make test-fast does not
 def test_tracking_overhead_measures_and_profiles(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "unset-by-the-benchmark")
     result = tracking_overhead.measure(3, 1, tmp_path, extra=["dataset.n_train=100"])
@@ -99,6 +100,7 @@ def test_tracking_overhead_measures_and_profiles(tmp_path, monkeypatch):
     assert set(tracking_overhead.TRACKING_PARTS) <= set(parts)
 
 
+@pytest.mark.slow  # times a whole benchmark: make test runs it, make test-fast does not
 def test_memory_counts_iterates_and_follows_live_tensors():
     tiny = memory.Setting(depth=2, width=10, n_samples=200, epochs=2)
     # W: 10·2 + 10·11 + 1·11; V and U: 2·(10 + 10 + 1)·200; X and Y: 2·200
@@ -170,6 +172,7 @@ def test_run_all_collects_summaries(tmp_path, capsys):
     assert "fake.py" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # times a whole benchmark: make test runs it, make test-fast does not
 def test_gpu_check_times_the_depth_study_on_the_device_it_is_given(monkeypatch, capsys):
     """Check (3) on the CPU, with the smallest and largest depth of each competitor."""
     measured = []

@@ -27,6 +27,7 @@ def shrunk_demo(tmp_path, monkeypatch, store_uri, interrupt_handlers):
     monkeypatch.setenv(REPORT_DIR_ENV, str(tmp_path / "reports"))
 
 
+@pytest.mark.slow  # a whole study and its report: make test runs it, make test-fast does not
 def test_the_demo_records_its_study_with_every_setting_and_writes_the_report(
     shrunk_demo, client, tmp_path, capsys
 ):

@@ -111,11 +111,17 @@ def run_name(cfg: RunConfig, overrides: Sequence[str] = ()) -> str:
     return name + (f"-seed{cfg.seed}" if cfg.trials == 1 else "")
 
 
+# The stability study's knob: recorded only when a sweep sets it (as Solver.settings()).
+UNSET_KNOBS = ("solver.step",)
+
+
 def params(container: dict[str, Any]) -> dict[str, Any]:
-    """A run's params: its flattened, resolved config less the constant tables and the
-    class a node names (``solver._target_``: plumbing, not a setting)."""
+    """A run's params: its flattened, resolved config less the constant tables, the
+    class a node names (``solver._target_``: plumbing, not a setting) and an unset knob."""
     return {
         k: v
         for k, v in flatten(container).items()
-        if not k.startswith(CONSTANT_TABLES) and not k.endswith("._target_")
+        if not k.startswith(CONSTANT_TABLES)
+        and not k.endswith("._target_")
+        and not (k in UNSET_KNOBS and v is None)
     }
