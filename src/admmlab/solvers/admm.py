@@ -21,7 +21,7 @@ it, and keeps as few ``n × N`` arrays alive as it can:
 * step 3's ``σ(W_1⁺X̃)`` is the first hidden layer of the network's forward pass.
 
 Every ``n × N`` temporary, the kept ``hZ/2 − G`` included, is written (``out=``) into
-an array of the iterate's :class:`_Pool`, and ``V_i⁺`` straight into its buffer when
+an array of the iterate's :class:`Pool`, and ``V_i⁺`` straight into its buffer when
 that is one block: after the first iteration none is allocated. The SPD systems are
 formed in pool arrays too and factored where they lie, and each Gram matrix is
 rewritten in its own buffer.
@@ -40,7 +40,6 @@ counted on the pre-activations, ``|Z| ≥ z*`` with ``σ'(z*) = 10⁻³``.
 
 import itertools
 import math
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -59,37 +58,9 @@ from admmlab.solvers.base import (
 )
 from admmlab.solvers.loop import run_epochs
 from admmlab.solvers.settings import ADMM, IMPLS
+from admmlab.solvers.workspace import Pool
 
 Tensor = torch.Tensor
-
-
-# ---------------------------------------------------------------- workspace
-
-
-class _Pool:
-    """Spare ``K × n × N`` arrays, by shape: an iteration takes its temporaries from here
-    and gives them back, so from the second iteration on it allocates none of that size.
-
-    The resident set then stays at the live arrays' size, and no iteration pays for
-    fresh pages: an allocator left to itself fragments or hands such arrays back to
-    the system between iterations.
-    """
-
-    def __init__(self) -> None:
-        self._spare: dict[tuple, list[Tensor]] = defaultdict(list)
-
-    def take(self, like: Tensor, rows: int | None = None, cols: int | None = None) -> Tensor:
-        """A contiguous array like ``like``, or with ``rows`` rows or ``cols`` columns;
-        its content is stale."""
-        *batch, n_rows, n_cols = like.shape
-        shape = (*batch, rows or n_rows, cols or n_cols)
-        spare = self._spare[(shape, like.dtype, like.device)]
-        return spare.pop() if spare else torch.empty(shape, dtype=like.dtype, device=like.device)
-
-    def give(self, *arrays: Tensor) -> None:
-        """Return arrays from :meth:`take`; the caller keeps no view of them."""
-        for a in arrays:
-            self._spare[(tuple(a.shape), a.dtype, a.device)].append(a)
 
 
 # ---------------------------------------------------------------- linear algebra
@@ -125,7 +96,7 @@ def _solve_right(rhs: Tensor, system: Tensor) -> Tensor:
 
 
 def _apply_shifted_inverse(
-    system: Tensor, rhs: Tensor, pool: _Pool, out: Tensor | None = None
+    system: Tensor, rhs: Tensor, pool: Pool, out: Tensor | None = None
 ) -> Tensor:
     """``M⁻¹ R`` for ``M = βI + PSD`` (the ``V`` systems of step 3), factor-then-multiply.
 
@@ -148,7 +119,7 @@ def _apply_shifted_inverse(
 
 
 def _solve_weight_system(
-    rhs: Tensor, gram: Tensor, scale: float | Tensor, lam: float, pool: _Pool
+    rhs: Tensor, gram: Tensor, scale: float | Tensor, lam: float, pool: Pool
 ) -> Tensor:
     """``R (λI + c·AAᵀ)⁻¹`` for steps 1–2, the system formed in a spare array of ``pool``."""
     # ``gram`` has no K for the shared X̃ (step 2, layer 1); ``rhs`` always has.
@@ -170,7 +141,7 @@ def _abs_max(t: Tensor) -> Tensor:
     return torch.maximum(t.amax(dim=dims, keepdim=True), -t.amin(dim=dims, keepdim=True))
 
 
-def _dot(a: Tensor, b: Tensor, pool: _Pool) -> Tensor:
+def _dot(a: Tensor, b: Tensor, pool: Pool) -> Tensor:
     """``⟨a, b⟩_F`` per trial, ``(K,)``.
 
     One trial takes BLAS's dot; several sum ``a ⊙ b`` formed in a spare array of
@@ -236,7 +207,7 @@ def update_output_weights(
     v_out: Tensor,
     u_out: Tensor,
     gram: Tensor,
-    pool: _Pool,
+    pool: Pool,
     *,
     lam: float,
     beta: float,
@@ -254,7 +225,7 @@ def update_hidden_weights(
     h: Tensor,
     a_ext: Tensor,
     gram: Tensor,
-    pool: _Pool,
+    pool: Pool,
     *,
     lam: float,
     beta: float,
@@ -278,7 +249,7 @@ def hidden_outputs_lla_part(
     u_next: Tensor,
     mu: Tensor,
     activation: Activation,
-    pool: _Pool,
+    pool: Pool,
     *,
     beta_next: float,
 ) -> Tensor:
@@ -307,7 +278,7 @@ def update_hidden_outputs_lla(
     w_next: Tensor,
     mu: Tensor,
     out: Tensor,
-    pool: _Pool,
+    pool: Pool,
     *,
     beta: float,
     beta_next: float,
@@ -335,7 +306,7 @@ def update_last_hidden_outputs(
     v_out: Tensor,
     u_out: Tensor,
     out: Tensor,
-    pool: _Pool,
+    pool: Pool,
     *,
     beta: float,
     beta_out: float,
@@ -362,7 +333,7 @@ def update_last_hidden_outputs(
 
 
 def _woodbury_solve(
-    p: Tensor, e: Tensor, w_bar: Tensor, pool: _Pool, *, beta: float, beta_out: float
+    p: Tensor, e: Tensor, w_bar: Tensor, pool: Pool, *, beta: float, beta_out: float
 ) -> Tensor:
     """``(βI + β'W̄ᵀW̄)⁻¹ (P − W̄ᵀE)`` for ``W̄`` with fewer rows ``m`` than columns ``n``.
 
@@ -386,7 +357,7 @@ def update_output(y: Tensor, u_out: Tensor, f: Tensor, *, beta_out: float) -> Te
 
 
 def update_multiplier(
-    u: Tensor, residual: Tensor, beta: float, pool: _Pool
+    u: Tensor, residual: Tensor, beta: float, pool: Pool
 ) -> tuple[Tensor, Tensor]:
     """Step 5 for one constraint, in place: ``U_i⁺ = U_i⁻ + β_i r_i``, with the residual
     ``r_i = σ(W_i⁺Ṽ_{i-1}⁺) − V_i⁺`` (``i ≤ L``) or ``r_{L+1} = W_{L+1}⁺Ṽ_L⁺ − V_{L+1}⁺``.
@@ -399,7 +370,7 @@ def update_multiplier(
 
 
 def close_layer(
-    v: Tensor, u: Tensor, z: Tensor, s: Tensor, activation: Activation, pool: _Pool, *, beta: float
+    v: Tensor, u: Tensor, z: Tensor, s: Tensor, activation: Activation, pool: Pool, *, beta: float
 ) -> tuple[tuple[Tensor, Tensor], Tensor, Tensor]:
     """Step 5 for hidden layer ``i`` once step 3 has ``V_i⁺``, then the next step 2's input.
 
@@ -465,7 +436,7 @@ class _Iterate:
     core: list[Tensor]  # step 2's hZ/2 − G for the next iteration, i = 1..L
     h: list[Tensor]  # max|B_i|, (K, 1, 1): step 2's h for layer i, step 3's μ for i − 1
     gram: list[Tensor]  # Ṽ_iṼ_iᵀ, i = 0..L (index i; lower triangle for i ≥ 1)
-    pool: _Pool  # the iteration's temporaries, the cores among them
+    pool: Pool  # the iteration's temporaries, the cores among them
 
     @property
     def depth(self) -> int:
@@ -498,7 +469,7 @@ def _initial_iterate(
     """docs/algorithm.md, Initialisation: a forward pass and ``U⁰ = 0``; then the first
     step 2's input from them (:func:`step2_core`), as :func:`close_layer` forms it later.
     Its temporaries come from the pool that the iterations go on using."""
-    v_ext, u, core, h, pool = [x_ext], [], [], [], _Pool()
+    v_ext, u, core, h, pool = [x_ext], [], [], [], Pool()
     for w, beta in zip(weights[:-1], betas[:-1], strict=True):
         z = torch.matmul(w, v_ext[-1], out=pool.take(w, cols=x_ext.shape[-1]))
         s = activation.fn(z, out=pool.take(z))
@@ -617,7 +588,7 @@ def _saturation_edge(activation: Activation) -> float:
     return hi
 
 
-def _saturation(pre: Tensor, edge: float, pool: _Pool) -> Tensor:
+def _saturation(pre: Tensor, edge: float, pool: Pool) -> Tensor:
     """Share of pre-activations with ``σ' <`` the threshold, per trial.
 
     ``|Z| ≥ edge`` is written as 0/1 into a spare array of ``pool`` and summed there:
@@ -638,7 +609,7 @@ def _train_metrics(
     activation: Activation,
     edge: float,
     classification: bool,
-    pool: _Pool,
+    pool: Pool,
 ) -> dict[str, Tensor]:
     """``train_*`` of the network's forward pass, and ``saturation/layer_i``.
 
