@@ -12,7 +12,7 @@ with the :class:`Problem` attributes.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # light to import: the config registers solver schemas before Hydra
@@ -108,10 +108,6 @@ class Solver:
         if self.step is None:
             values.pop("step")
         return values
-
-    def with_values(self, **values: Any) -> "Solver":
-        """A copy with ``values`` changed, checked again."""
-        return replace(self, **values)
 
 
 def held_out_sets(problem: Problem) -> "dict[str, Tensor | None]":

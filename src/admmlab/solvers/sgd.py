@@ -129,7 +129,9 @@ def fit(
     X, Y, ws, batched = _batched(X, Y, weights)
     k, n = X.shape[0], X.shape[1]
     settings.check_data(n)
-    epochs_ = MiniBatchEpochs(settings, X, Y, ws, act, seeds if seeds is not None else range(k))
+    epochs_ = MiniBatchEpochs(
+        settings, X, Y, ws, act, seeds if seeds is not None else range(k), classification
+    )
     return run_epochs(
         epochs_,
         epochs=epochs,
@@ -145,8 +147,11 @@ class MiniBatchEpochs:
     """One epoch = one pass over each trial's own shuffle of the training set, one
     optimiser step per mini-batch (a ragged last batch is dropped, as in the paper)."""
 
-    def __init__(self, s: SGD, X: Tensor, Y: Tensor, ws: list[Tensor], act: Activation, seeds):
-        self.X, self.Y, self.act = X, Y, act
+    def __init__(
+        self, s: SGD, X: Tensor, Y: Tensor, ws: list[Tensor], act: Activation, seeds,
+        classification: bool,
+    ):  # fmt: skip
+        self.X, self.Y, self.act, self.classification = X, Y, act, classification
         self.batch_size, self.steps = s.batch_size, X.shape[1] // s.batch_size
         self.step = make_step(s.impl, ws, act, s.lam)
         self.opt = make_optimizer(
@@ -171,7 +176,9 @@ class MiniBatchEpochs:
             torch._foreach_addcmul_(self.grad_sq, grads, grads)
             self.opt.step()
         self._weights = self.step.weights()
-        metrics = evaluate(self._weights, self.act, {"train": (self.X, self.Y)})
+        metrics = evaluate(
+            self._weights, self.act, {"train": (self.X, self.Y)}, classification=self.classification
+        )
         k = self.X.shape[0]
         metrics["lr"] = torch.full((k,), self.opt.param_groups[0]["lr"], device=self.X.device)
         self.sched.step()
