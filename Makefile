@@ -20,14 +20,16 @@ demo: install
 	$(PY) -m admmlab.demo
 
 # Tests run on every core (up to four workers): most of their time is start-up of
-# the command-line runs they make, which parallelises well.
+# the command-line runs they make, which parallelises well. The fast tests run a
+# module per worker, so a module's costly fixture (a study to report on) is built
+# once; the slow ones are spread test by test, as each takes minutes.
 PYTEST := $(PY) -m pytest -q -n auto --maxprocesses=4
 
 test: install
 	$(PYTEST)
 
 test-fast: install
-	$(PYTEST) -m "not slow"
+	$(PYTEST) --dist loadscope -m "not slow"
 
 bench: install
 	$(PY) benchmarks/run_all.py

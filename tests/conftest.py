@@ -1,6 +1,7 @@
 """Shared fixtures: composed configs, a throw-away MLflow store, a poisoned ADMM step."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,10 +52,29 @@ def interrupt_handlers() -> Iterator[None]:
         signal.signal(signum, handler)
 
 
+@pytest.fixture(scope="session")
+def new_store(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Path], str]:
+    """Make a fresh, empty SQLite store in a folder and give its URI.
+
+    MLflow builds a new store's tables in seconds, longer than most tests take, so the
+    tables are built once per test process and each store starts as a copy of them."""
+    template = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{template}").search_experiments()
+
+    def _new(folder: Path) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(template, folder / "mlflow.db")
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    return _new
+
+
 @pytest.fixture
-def store_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def store_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store: Callable[[Path], str]
+) -> str:
     """A fresh SQLite store that every run in the test writes to."""
-    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    uri = new_store(tmp_path / "store")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
 

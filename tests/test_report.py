@@ -64,11 +64,11 @@ def make_study(uri: str, name: str, settings: list[list[str]], mp: pytest.Monkey
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory):
+def store(tmp_path_factory: pytest.TempPathFactory, new_store):
     """A store with the main study (5 settings × 2 trials, one diverging), a one-setting
     study, one whose only setting has a diverging trial, and an empty one."""
     folder = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = new_store(folder)
     with pytest.MonkeyPatch.context() as mp:
         ids = {
             "main": make_study(uri, "main", MAIN_STUDY, mp),
@@ -183,10 +183,10 @@ def test_a_trial_that_diverged_alone_is_counted_and_its_sibling_kept(store, tmp_
 
 
 def test_the_best_setting_is_chosen_among_settings_none_of_whose_trials_diverged(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store
 ):
     clean = [o for o in PARTLY_DIVERGING if not o.startswith("solver.lr=")] + ["solver.lr=0.02"]
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     make_study(uri, "best", [PARTLY_DIVERGING, clean], monkeypatch)
     settings = aggregate.setting_frame(aggregate.trial_frame(load_study(uri, "best")))
     by_lr = settings.set_index("lr")

@@ -4,7 +4,7 @@ figures, a browsable index.html, and a learning curve per seed."""
 
 import math
 import re
-from collections.abc import Iterator
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -79,8 +79,8 @@ class Drawn:
         return self.figures[stem].axes
 
 
-@pytest.fixture
-def drawn(monkeypatch: pytest.MonkeyPatch) -> Iterator[Drawn]:
+def keep_drawn(mp: pytest.MonkeyPatch) -> Drawn:
+    """Keep every figure the report module saves, to look inside it afterwards."""
     record = Drawn()
     real = figures.save
 
@@ -88,8 +88,13 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> Iterator[Drawn]:
         record.figures[stem] = fig  # closed by the real save, but its artists stay
         return real(fig, folder, stem, **kwargs)
 
-    monkeypatch.setattr(figures, "save", keep)
-    yield record
+    mp.setattr(figures, "save", keep)
+    return record
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> Drawn:
+    return keep_drawn(monkeypatch)
 
 
 class Links(HTMLParser):
@@ -132,17 +137,27 @@ def assert_html_shows_every_figure(folder: Path) -> Links:
 # ------------------------------------------------------------------ a grid study
 
 
+@dataclass
+class GridReport:
+    uri: str
+    folder: Path  # the written report
+    drawn: Drawn
+
+
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory: pytest.TempPathFactory):
+def grid(tmp_path_factory: pytest.TempPathFactory, new_store) -> GridReport:
+    """The grid study's report, written once: the tests below read it."""
     folder = tmp_path_factory.mktemp("grid")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    uri = new_store(folder)
     with pytest.MonkeyPatch.context() as mp:
         make_study(uri, "grid", GRID_STUDY, mp)
-    return uri, folder
+        drawn = keep_drawn(mp)
+        report = write_report("grid", uri=uri, out=folder / "report", log=False)
+    return GridReport(uri, report, drawn)
 
 
-def test_a_grid_study_keeps_its_grid_figures_and_no_optuna_ones(grid, drawn, tmp_path):
-    folder = write_report("grid", uri=grid[0], out=tmp_path, log=False)
+def test_a_grid_study_keeps_its_grid_figures_and_no_optuna_ones(grid):
+    folder = grid.folder
     for name in ("error_vs_depth.png", "admm_convergence.png"):
         assert (folder / name).read_bytes()[:8] == PNG_SIGNATURE
     assert not any((folder / name).exists() for name in OPTUNA_PNGS)
@@ -152,14 +167,13 @@ def test_a_grid_study_keeps_its_grid_figures_and_no_optuna_ones(grid, drawn, tmp
     assert "*Not drawn: width does not vary within any competitor.*" in index
 
 
-def test_a_line_along_depth_never_joins_settings_that_differ_in_another_key(grid, drawn, tmp_path):
-    write_report("grid", uri=grid[0], out=tmp_path, log=False)
-    (ax,) = drawn.axes("error_vs_depth")
+def test_a_line_along_depth_never_joins_settings_that_differ_in_another_key(grid):
+    (ax,) = grid.drawn.axes("error_vs_depth")
     lines = {line.get_label(): line for line in ax.lines if not line.get_label().startswith("_")}
     sgd = sorted(label for label in lines if label.startswith("SGD (sigmoid)"))
     assert sgd == ["SGD (sigmoid), solver.epochs=3", "SGD (sigmoid), solver.epochs=4"]
     assert "ADMM (sigmoid)" in lines  # a competitor with one series keeps its plain name
-    settings = aggregate.setting_frame(aggregate.trial_frame(load_study(grid[0], "grid")))
+    settings = aggregate.setting_frame(aggregate.trial_frame(load_study(grid.uri, "grid")))
     epochs = aggregate.setting_params(settings)["solver.epochs"]
     for label in sgd:
         mine = settings[(settings["solver"] == "sgd") & (epochs == label.rsplit("=", 1)[1] + ".0")]
@@ -169,9 +183,8 @@ def test_a_line_along_depth_never_joins_settings_that_differ_in_another_key(grid
         assert list(line.get_ydata()) == pytest.approx(expected, rel=1e-12)
 
 
-def test_the_depth_figure_marks_the_papers_mean_at_its_best_structure(grid, drawn, tmp_path):
-    write_report("grid", uri=grid[0], out=tmp_path, log=False)
-    (ax,) = drawn.axes("error_vs_depth")
+def test_the_depth_figure_marks_the_papers_mean_at_its_best_structure(grid):
+    (ax,) = grid.drawn.axes("error_vs_depth")
     marks = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     points = sorted(tuple(c.lines[0].get_xydata()[0]) for c in marks)
     # square: SGD (sigmoid) 2.46e-4 (1.69e-4) at (2, 60), ADMM 2.53e-9 (1.18e-9) at (2, 100)
@@ -181,8 +194,8 @@ def test_the_depth_figure_marks_the_papers_mean_at_its_best_structure(grid, draw
     assert low <= 2.53e-9 and high >= 2.46e-4 + 1.69e-4  # the marks are in view
 
 
-def test_index_html_shows_every_figure_inline_and_the_tables_as_tables(grid, tmp_path):
-    folder = write_report("grid", uri=grid[0], out=tmp_path, log=False)
+def test_index_html_shows_every_figure_inline_and_the_tables_as_tables(grid):
+    folder = grid.folder
     page = assert_html_shows_every_figure(folder)
     assert page.tables >= 2  # best per competitor, every setting
     text = (folder / "index.html").read_text()
@@ -222,12 +235,12 @@ def test_the_report_reads_the_tags_the_sweep_writes():
 
 
 def test_an_optuna_study_gets_optunas_figures_and_its_best_trials(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store
 ):
     journal = tmp_path / "journal.log"
     study = journal_study(journal, "tuned", n_trials=12)
     before = journal.read_bytes()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     make_study(uri, "tuned", [], monkeypatch, optuna_tags("tuned", str(journal)))
     folder = write_report("tuned", uri=uri, out=tmp_path / "report", log=False)
     for name in OPTUNA_PNGS:
@@ -247,9 +260,9 @@ def test_an_optuna_study_gets_optunas_figures_and_its_best_trials(
 
 
 def test_an_optuna_study_whose_storage_is_gone_says_so_and_draws_no_grid(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_store
 ):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     gone = tmp_path / "moved.log"
     settings = [[*ADMM, "model.depth=1"], [*ADMM, "model.depth=2"]]
     make_study(uri, "lost", settings, monkeypatch, optuna_tags("lost", str(gone)))

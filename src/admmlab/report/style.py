@@ -74,9 +74,12 @@ def save(fig: Figure, folder: Path, stem: str, tight: bool = True) -> list[str]:
     """
     if tight:
         fig.tight_layout()
+    # One layout pass finds the crop for both files; "tight" would draw once more per file.
+    fig.draw_without_rendering()
+    crop = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])
     names = [f"{stem}.png", f"{stem}.svg"]
-    fig.savefig(folder / names[0], dpi=DPI, bbox_inches="tight", metadata={"Software": None})
-    fig.savefig(folder / names[1], bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(folder / names[0], dpi=DPI, bbox_inches=crop, metadata={"Software": None})
+    fig.savefig(folder / names[1], bbox_inches=crop, metadata={"Date": None})
     plt.close(fig)
     return names
 
