@@ -55,6 +55,7 @@ from admmlab.solvers.base import (
     as_problem,
     evaluate,
     trial_layout,
+    trial_weights,
 )
 from admmlab.solvers.loop import run_epochs
 from admmlab.solvers.settings import ADMM, IMPLS
@@ -657,13 +658,6 @@ def _layer_betas(beta: float | Sequence[float], n_layers: int) -> list[float]:
     return betas
 
 
-def _trial_weights(weights: Sequence[Tensor], n_trials: int) -> list[Tensor]:
-    """Own copies with a leading K (the iteration replaces them, never writes into them)."""
-    if weights[0].dim() == 3:
-        return [w.clone() for w in weights]
-    return [w.unsqueeze(0).repeat(n_trials, 1, 1) for w in weights]
-
-
 # ---------------------------------------------------------------- the two implementations
 
 
@@ -790,7 +784,7 @@ def fit(
     betas = _layer_betas(beta, len(weights))
     dtype, device = weights[0].dtype, weights[0].device
     n_trials, batched = trial_layout(X, Y, weights)
-    w0 = _trial_weights([w.to(device, dtype) for w in weights], n_trials)
+    w0 = trial_weights([w.to(device, dtype) for w in weights], n_trials)
     step = make_step(impl, X, Y, w0, act, lam=lam, betas=betas, classification=classification)
     return run_epochs(
         IterationEpochs(step, settings.lam),

@@ -152,6 +152,13 @@ def trial_layout(X: Tensor, Y: Tensor, weights: Sequence[Tensor]) -> tuple[int, 
     return n_trials, any(t.dim() == 3 for t in inputs)
 
 
+def trial_weights(weights: Sequence[Tensor], n_trials: int) -> list[Tensor]:
+    """Own copies with a leading K (an iteration replaces them, never writes into them)."""
+    if weights[0].dim() == 3:
+        return [w.clone() for w in weights]
+    return [w.unsqueeze(0).repeat(n_trials, 1, 1) for w in weights]
+
+
 def _check_trial_counts(training: list[Tensor], held_out: list[Tensor]) -> None:
     """Every input with a trial dimension has the same K; held-out sets have one only
     if the training inputs have."""

@@ -157,5 +157,48 @@ class Adam(SGD):
         require(self.eps > 0, "eps", "positive", self.eps)
 
 
-BUILT_IN: dict[str, type[Solver]] = {"admm": ADMM, "sgd": SGD, "sgdm": SGDM, "adam": Adam}
+@dataclass
+class BCD(Solver):
+    """Block coordinate descent with lifted variables (``solver=bcd``, Zeng et al. 2019):
+    penalties ``gamma`` on ``V_i = σ(U_i)`` and ``rho`` on ``U_i = W_i Ṽ_{i-1}``, a
+    proximal weight ``alpha``, weight decay ``lam``; full batch, one epoch one sweep."""
+
+    _target_: str = "admmlab.solvers.settings.BCD"
+    name: str = "bcd"
+    epochs: int = 50
+    gamma: float = 1.0
+    rho: float = 1.0
+    alpha: float = 5.0
+    lam: float = 0.0
+
+    label: ClassVar[str] = "BCD"
+    step_key: ClassVar[str | None] = "rho"
+
+    def check(self) -> None:
+        for key in ("gamma", "rho", "alpha"):
+            require(getattr(self, key) > 0, key, "positive", getattr(self, key))
+        require(self.lam >= 0, "lam", "non-negative", self.lam)
+
+    def fit(self, problem, weights, *, activation, seeds, callback=None) -> "FitResult":
+        from admmlab.solvers import bcd
+
+        return bcd.fit(
+            problem.x_train,
+            problem.y_train,
+            weights,
+            gamma=self.gamma,
+            rho=self.rho,
+            alpha=self.alpha,
+            lam=self.lam,
+            epochs=self.epochs,
+            activation=activation,
+            classification=problem.classification,
+            callback=callback,
+            **held_out_sets(problem),
+        )
+
+
+BUILT_IN: dict[str, type[Solver]] = {
+    "admm": ADMM, "sgd": SGD, "sgdm": SGDM, "adam": Adam, "bcd": BCD,
+}  # fmt: skip
 SGD_METHODS: dict[str, type[SGD]] = {"sgd": SGD, "sgdm": SGDM, "adam": Adam}
