@@ -269,7 +269,9 @@ def test_a_grid_and_an_optuna_study_run_on_a_ray_cluster(
         sorted(s.data.metrics["objective"] for s in tuned), rel=1e-12
     )
 
-    local = train(GRID, {**env, "MLFLOW_TRACKING_URI": store_uri}, tmp_path)
+    # locally, as the README's joblib line runs it
+    local = train([*GRID, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                  {**env, "MLFLOW_TRACKING_URI": store_uri}, tmp_path)  # fmt: skip
     finish([local])
     on_ray = objectives_by_setting(server)
     here = objectives_by_setting(MlflowClient(store_uri))
@@ -297,3 +299,20 @@ def test_a_sweep_runs_as_submitit_jobs(tmp_path, store_uri, client):
         sorted(s.data.metrics["objective"] for s in settings), rel=1e-12
     )
     assert list((tmp_path / "multirun").glob("*/*/.submitit/*/*_result.pkl"))
+
+    # The README's grid through submitit gives the numbers of the same grid in one process.
+    grid_store = f"sqlite:///{tmp_path / 'grid.db'}"
+    finish(
+        [
+            train(
+                [*GRID, "hydra/launcher=submitit_local"],
+                {**env, "MLFLOW_TRACKING_URI": grid_store},
+                tmp_path,
+            )
+        ]
+    )
+    local_store = f"sqlite:///{tmp_path / 'local.db'}"
+    finish([train(GRID, {**env, "MLFLOW_TRACKING_URI": local_store}, tmp_path)])
+    as_jobs = objectives_by_setting(MlflowClient(grid_store))
+    here = objectives_by_setting(MlflowClient(local_store))
+    assert len(here) == 4 and as_jobs == pytest.approx(here, rel=1e-12)
