@@ -52,10 +52,8 @@ from admmlab.solvers.base import (
     Callback,
     FitResult,
     Quantity,
-    as_problem,
     evaluate,
-    trial_layout,
-    trial_weights,
+    full_batch_inputs,
 )
 from admmlab.solvers.loop import run_epochs
 from admmlab.solvers.settings import ADMM, IMPLS
@@ -777,14 +775,11 @@ def fit(
     (:mod:`admmlab.solvers.admm_reference`).
     """
     settings = ADMM(epochs=epochs, lam=lam, beta=beta, impl=impl)
-    X, Y, weights, held_out = as_problem(
+    X, Y, w0, held_out, batched = full_batch_inputs(
         X, Y, weights, {"test": (X_test, Y_test), "val": (X_val, Y_val)}
     )
     act = _smooth_activation(activation)
-    betas = _layer_betas(beta, len(weights))
-    dtype, device = weights[0].dtype, weights[0].device
-    n_trials, batched = trial_layout(X, Y, weights)
-    w0 = trial_weights([w.to(device, dtype) for w in weights], n_trials)
+    betas = _layer_betas(beta, len(w0))
     step = make_step(impl, X, Y, w0, act, lam=lam, betas=betas, classification=classification)
     return run_epochs(
         IterationEpochs(step, settings.lam),

@@ -159,6 +159,18 @@ def trial_weights(weights: Sequence[Tensor], n_trials: int) -> list[Tensor]:
     return [w.unsqueeze(0).repeat(n_trials, 1, 1) for w in weights]
 
 
+def full_batch_inputs(
+    X: object, Y: object, weights: Sequence[object], held_out: dict[str, tuple[object, object]]
+) -> tuple[Tensor, Tensor, list[Tensor], dict[str, tuple[Tensor, Tensor]], bool]:
+    """A full-batch solver's inputs: :func:`as_problem`'s, the weights as own copies
+    with a leading K in the first weight's dtype and device, and whether the caller
+    gets K-shaped results (:func:`trial_layout`)."""
+    X, Y, ws, sets = as_problem(X, Y, weights, held_out)
+    dtype, device = ws[0].dtype, ws[0].device
+    n_trials, batched = trial_layout(X, Y, ws)
+    return X, Y, trial_weights([w.to(device, dtype) for w in ws], n_trials), sets, batched
+
+
 def _check_trial_counts(training: list[Tensor], held_out: list[Tensor]) -> None:
     """Every input with a trial dimension has the same K; held-out sets have one only
     if the training inputs have."""

@@ -17,12 +17,12 @@ One epoch is one sweep over all blocks (full batch).
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from admmlab.nets import Activation, get_activation
 from admmlab.solvers.admm_reference import (
+    Iterate,
     identity,
     network_metrics,
     residual,
@@ -36,9 +36,7 @@ from admmlab.solvers.base import (
     Callback,
     FitResult,
     Quantity,
-    as_problem,
-    trial_layout,
-    trial_weights,
+    full_batch_inputs,
 )
 from admmlab.solvers.loop import run_epochs
 from admmlab.solvers.settings import BCD
@@ -46,20 +44,9 @@ from admmlab.solvers.settings import BCD
 Tensor = torch.Tensor
 
 
-@dataclass
-class Lifted:
-    """``W_i``, ``U_i`` (``i = 1..L+1``) and ``V_i`` (``i = 0..L+1``, ``V_0 = X``)."""
-
-    w: dict[int, Tensor]
-    u: dict[int, Tensor]
-    v: dict[int, Tensor]
-
-    @property
-    def depth(self) -> int:
-        return len(self.w) - 1
-
-    def weights(self) -> list[Tensor]:
-        return [self.w[i] for i in range(1, self.depth + 2)]
+class Lifted(Iterate):
+    """ADMM's iterate shape, ``W_i``, ``U_i`` (``i = 1..L+1``) and ``V_i`` (``V_0 = X``),
+    with ``U_i`` the lifted pre-activations rather than multipliers."""
 
 
 def initial_lifted(x: Tensor, weights: Sequence[Tensor], act: Activation) -> Lifted:
@@ -70,7 +57,7 @@ def initial_lifted(x: Tensor, weights: Sequence[Tensor], act: Activation) -> Lif
     for i in range(1, L + 2):
         u[i] = w[i] @ with_ones_row(v[i - 1])
         v[i] = u[i] if i == L + 1 else act.fn(u[i])
-    return Lifted(w, u, v)
+    return Lifted(w, v, u)
 
 
 # ---------------------------------------------------------------- the blocks
@@ -151,7 +138,7 @@ def bcd_sweep(
         z = w[i] @ with_ones_row(v[i - 1])
         u[i] = pre_block(v[i], u[i], z, act, gamma=gamma, rho=rho, alpha=alpha)
         w[i] = weight_block(u[i], v[i - 1], w[i], rho=rho, alpha=alpha, lam=lam)
-    return Lifted(w, u, v)
+    return Lifted(w, v, u)
 
 
 def lifted_objective(
@@ -193,13 +180,10 @@ def fit(
     """Train with BCD for ``epochs`` sweeps; inputs, result and the stopping of a
     diverged trial as for :func:`admmlab.solvers.admm.fit`."""
     settings = BCD(epochs=epochs, gamma=gamma, rho=rho, alpha=alpha, lam=lam)
-    X, Y, weights, held_out = as_problem(
+    X, Y, w0, held_out, batched = full_batch_inputs(
         X, Y, weights, {"test": (X_test, Y_test), "val": (X_val, Y_val)}
     )
     act = get_activation(activation)
-    dtype, device = weights[0].dtype, weights[0].device
-    n_trials, batched = trial_layout(X, Y, weights)
-    w0 = trial_weights([w.to(device, dtype) for w in weights], n_trials)
     return run_epochs(
         SweepEpochs(X, Y, w0, act, settings, classification),
         epochs=settings.epochs,
@@ -247,10 +231,5 @@ class SweepEpochs:
         return torch.isfinite(metrics["lifted_objective"] + metrics["train_mse"])
 
     def quantities(self, metrics: dict[str, Tensor]) -> list[Quantity]:
-        layers = range(1, self.it.depth + 2)
-        return [
-            *((f"W_{i}", self.it.w[i], "") for i in reversed(layers)),
-            *((f"U_{i}", self.it.u[i], "") for i in reversed(layers)),
-            *((f"V_{i}", self.it.v[i], "") for i in reversed(layers)),
-            *((name, metrics[name], "") for name in ("lifted_objective", "train_mse")),
-        ]
+        named = [(name, t, "") for name, t in self.it.named_quantities()]
+        return [*named, *((name, metrics[name], "") for name in ("lifted_objective", "train_mse"))]
