@@ -40,6 +40,8 @@ def test_every_option_composes_and_validates(make_cfg, group, option):
     overrides = [f"{group}={option}"]
     if group == "solver" and option == "admm":
         overrides.append("activation=sigmoid")
+    if group == "solver" and option == "dladmm":
+        overrides.append("activation=relu")
     if group == "activation" and option == "relu":
         overrides.append("solver=adam")
     typed = validate(make_cfg(*overrides))
@@ -111,6 +113,14 @@ def test_an_unknown_impl_is_refused_in_one_line(make_cfg, solver):
 def test_admm_refuses_relu(make_cfg):
     with pytest.raises(ConfigError, match="smooth activation"):
         validate(make_cfg("solver=admm", "activation=relu"))
+
+
+def test_dladmm_refuses_sigmoid_in_one_line(make_cfg):
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg("solver=dladmm", "activation=sigmoid"))
+    assert str(err.value) == (
+        "activation=sigmoid cannot be used with solver=dladmm: the method trains relu nets only"
+    )
 
 
 def test_unknown_key_is_refused(make_cfg):

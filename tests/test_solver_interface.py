@@ -145,4 +145,5 @@ def test_a_toy_solver_from_the_test_folder_runs_from_the_shell_and_is_tracked(
 def test_a_toy_solver_without_its_search_path_is_refused_naming_the_options(cli) -> None:
     done = cli("solver=toy")
     assert done.returncode != 0
-    assert "solver=toy is not an option; choose one of adam, admm, bcd, sgd, sgdm" in done.stderr
+    options = "adam, admm, bcd, dladmm, sgd, sgdm"
+    assert f"solver=toy is not an option; choose one of {options}" in done.stderr

@@ -155,6 +155,11 @@ def check_ranges(cfg: RunConfig) -> None:
             f"activation={cfg.activation.name} cannot be used with solver={s.name}: "
             "the method needs a smooth activation (sigmoid or tanh)"
         )
+    if s.activations and cfg.activation.name not in s.activations:
+        raise ConfigError(
+            f"activation={cfg.activation.name} cannot be used with solver={s.name}: "
+            f"the method trains {', '.join(s.activations)} nets only"
+        )
 
 
 def _one_line(err: OmegaConfBaseException) -> str:

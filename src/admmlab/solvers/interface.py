@@ -73,6 +73,7 @@ class Solver:
     label: ClassVar[str] = ""  # the competitor's name in tables ("ADMM", "Adam")
     step_key: ClassVar[str | None] = None
     smooth_only: ClassVar[bool] = False  # needs a differentiable activation
+    activations: ClassVar[tuple[str, ...]] = ()  # the only ones it trains, if any
 
     def __post_init__(self) -> None:
         positive_int("epochs", self.epochs)

@@ -198,7 +198,49 @@ class BCD(Solver):
         )
 
 
+@dataclass
+class DLADMM(Solver):
+    """dlADMM for ReLU nets (``solver=dladmm``, Wang et al. 2019): penalty ``nu`` on the
+    hidden links, ``rho`` and a multiplier on the output link, the starting curvatures
+    ``theta`` (weights) and ``tau`` (outputs) of its backtracked steps; full batch, one
+    epoch one backward-forward iteration."""
+
+    _target_: str = "admmlab.solvers.settings.DLADMM"
+    name: str = "dladmm"
+    epochs: int = 50
+    rho: float = 1.0
+    nu: float = 1.0
+    theta: float = 1.0
+    tau: float = 1.0
+
+    label: ClassVar[str] = "dlADMM"
+    step_key: ClassVar[str | None] = "rho"
+    activations: ClassVar[tuple[str, ...]] = ("relu",)
+
+    def check(self) -> None:
+        for key in ("rho", "nu", "theta", "tau"):
+            require(getattr(self, key) > 0, key, "positive", getattr(self, key))
+
+    def fit(self, problem, weights, *, activation, seeds, callback=None) -> "FitResult":
+        from admmlab.solvers import dladmm
+
+        return dladmm.fit(
+            problem.x_train,
+            problem.y_train,
+            weights,
+            rho=self.rho,
+            nu=self.nu,
+            theta=self.theta,
+            tau=self.tau,
+            epochs=self.epochs,
+            activation=activation,
+            classification=problem.classification,
+            callback=callback,
+            **held_out_sets(problem),
+        )
+
+
 BUILT_IN: dict[str, type[Solver]] = {
-    "admm": ADMM, "sgd": SGD, "sgdm": SGDM, "adam": Adam, "bcd": BCD,
+    "admm": ADMM, "sgd": SGD, "sgdm": SGDM, "adam": Adam, "bcd": BCD, "dladmm": DLADMM,
 }  # fmt: skip
 SGD_METHODS: dict[str, type[SGD]] = {"sgd": SGD, "sgdm": SGDM, "adam": Adam}
