@@ -454,3 +454,42 @@ def test_a_runs_learning_curve_names_its_setting_and_colours_its_seeds(
     assert "λ=1e-06 β=1.0" in title and "4 epochs" in title
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["seed 4", "seed 5", "seed 6", "train_mse", "test_mse"]
+
+
+# ------------------------------------------------------------------ constraint residual
+
+
+@pytest.mark.slow
+def test_the_constraint_residual_study_reports_each_methods_residual_and_draws_it(
+    cli, client, store_uri, tmp_path
+):
+    done = cli(
+        "-m", "+sweep=constraint_residual", "trials=2", "solver.epochs=3",
+        "model.depth=2", "model.width=8", "++dataset.n_train=200",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = write_report("constraint_residual", uri=store_uri, out=tmp_path / "r", log=False)
+    assert (folder / "residual_curves.png").read_bytes().startswith(PNG_SIGNATURE)
+    table = pd.read_csv(folder / "constraint_residual.csv")
+    methods = {"ADMM (sigmoid)", "BCD (sigmoid)", "BCD (ReLU)", "dlADMM (ReLU)"}
+    assert set(table["competitor"]) == methods and (table["n"] == 2).all()
+    # ‖r‖ of a trial is the root of its layers' squared residuals at the last epoch
+    record = load_study(store_uri, "constraint_residual")
+    (dl,) = [s for s in record.settings if s.tags.get("competitor") == "dlADMM (ReLU)"]
+    norms = [
+        math.sqrt(sum(t.metrics[f"residual/layer_{i}"] ** 2 for i in (1, 2, 3)))
+        for t in record.trials[dl.run_id]
+    ]
+    row = table[table["competitor"] == "dlADMM (ReLU)"].iloc[0]
+    assert row["residual_mean"] == pytest.approx(np.mean(norms), rel=1e-12)
+    assert row["residual_std"] == pytest.approx(np.std(norms, ddof=1), rel=1e-12)
+    assert "Constraint residual at the end" in (folder / "index.md").read_text()
+    assert_html_shows_every_figure(folder)
+
+
+def test_the_residual_figure_needs_two_gradient_free_methods(tmp_path):
+    admm = {"competitor": "ADMM (sigmoid)", "solver": "admm", "params": {"model.depth": 2}}
+    sgd = {"competitor": "SGD (ReLU)", "params": {"model.depth": 2}}
+    rows = [{**admm, "errors": [1e-3, 2e-3]}, {**sgd, "errors": [1e-2]}]
+    with pytest.raises(figures.NothingToDraw, match="two or more of ADMM, BCD and dlADMM"):
+        figures.residual_curves(task(rows), tmp_path, "residual_curves")

@@ -147,6 +147,9 @@ def _trial_row(setting: RunRecord, trial: RunRecord, objective: str) -> dict:
     row["best_train_mse"] = trial.metrics.get("best_train_mse", math.nan) if ok else math.nan
     row["test_mse"] = trial.metrics.get("final_test_mse", math.nan) if ok else math.nan
     row["run_time_s"] = trial.metrics.get("run_time_s", math.nan)
+    layers = [v for k, v in trial.metrics.items() if k.startswith("residual/layer_")]
+    row["residual"] = math.sqrt(sum(v * v for v in layers)) if ok and layers else math.nan
+    row["residual_max"] = max(layers) if ok and layers else math.nan
     return row
 
 
@@ -168,6 +171,8 @@ TRIAL_COLUMNS = [
     "best_train_mse",
     "test_mse",
     "run_time_s",
+    "residual",  # ‖(r_1, …, r_{L+1})‖ at the end, for the methods that record r_i
+    "residual_max",  # max_i ‖r_i‖ at the end
 ]
 
 
@@ -229,6 +234,9 @@ def _stats(group: pd.DataFrame) -> pd.Series:
             "best_train_mse_mean": ok["best_train_mse"].mean(),
             "test_mse_mean": ok["test_mse"].mean(),
             "run_time_mean_s": ok["run_time_s"].mean(),
+            "residual_mean": ok["residual"].mean(),
+            "residual_std": ok["residual"].std(ddof=1),
+            "residual_max_mean": ok["residual_max"].mean(),
             "setting_runs": " ".join(sorted(set(group["setting_run"]))),
         }
     )

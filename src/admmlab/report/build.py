@@ -92,6 +92,15 @@ FIGURES = (
         grid=False,
     ),
     FigureSpec(
+        "residual_curves",
+        "Constraint residual: ADMM, BCD and dlADMM (paper Section 4.2)",
+        "Per gradient-free method on one net and one set of seeds: the residual ‖r‖ of "
+        "the network's links and the training error against the epoch (mean over "
+        "trials), and each layer's residual at the last epoch.",
+        figures.residual_curves,
+        grid=False,
+    ),
+    FigureSpec(
         "admm_convergence",
         "ADMM convergence",
         "ADMM's augmented Lagrangian, per-layer residuals (best setting) and training "
@@ -155,6 +164,7 @@ def _remove_previous(folder: Path) -> None:
     """Drop an earlier report's files, so a figure the study no longer supports goes too."""
     stems = [f.stem for f in FIGURES] + [p.stem for p in optuna_study.PLOTS]
     stems += ["best_per_competitor", "settings", "failures", "optuna_best_trials", "index"]
+    stems += ["constraint_residual"]
     for path in folder.iterdir():
         if (
             path.is_file()
@@ -206,6 +216,20 @@ def _tables(trials: pd.DataFrame, settings: pd.DataFrame, folder: Path) -> list[
             tables.SETTING_COLUMNS,
         ),
     ]
+    residuals = tables.residual_table(settings)
+    if residuals["competitor"].nunique() > 1:
+        entries.append(
+            _table(
+                "Constraint residual at the end (gradient-free methods)",
+                "Each gradient-free setting's residual of the network's links at its last "
+                "epoch, ‖r‖ = (Σᵢ ‖σ(Wᵢ Ṽᵢ₋₁) − Vᵢ‖²)^½ (the output layer's without σ), "
+                "mean (std) over trials, its worst layer's, and its errors.",
+                residuals,
+                tables.residual_display(residuals),
+                folder,
+                "constraint_residual",
+            )
+        )
     title, shows = "Failed and diverged trials", "Every trial that did not finish, and why."
     failures = trials[trials["outcome"] != "ok"].merge(
         settings[["dataset", "competitor", "setting_key", "label"]],

@@ -33,7 +33,7 @@ from admmlab.report.style import (
     theme,
     value_scale,
 )
-from admmlab.report.tables import paper_results
+from admmlab.report.tables import GRADIENT_FREE, paper_results
 
 MAX_CURVES = 6  # convergence curves per panel, beyond which they stop being readable
 LINE_KEY = "line: mean over trials · dots: single trials · x: failed or diverged"
@@ -494,6 +494,78 @@ def _plot_layers(ax: Axes, frame: pd.DataFrame) -> None:
     value_scale(ax, frame["value"])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _legend(ax, title="layer i", ncols=2 if len(layers) > 4 else 1)
+
+
+def residual_curves(data: TaskData, folder: Path, stem: str) -> list[str]:
+    """ADMM beside BCD and dlADMM: the links' residual and the training error against
+    the epoch, and the residual per layer at the end, one colour per method."""
+    chosen = {}
+    for comp in data.competitors(GRADIENT_FREE):
+        best = _deepest(data.of(comp))
+        if best is not None:
+            chosen[comp] = best
+    if len(chosen) < 2:
+        raise NothingToDraw("needs finished runs of two or more of ADMM, BCD and dlADMM")
+    totals = {c: _total_residual(data, row) for c, row in chosen.items()}
+    if all(t.empty for t in totals.values()):
+        raise NothingToDraw("the per-layer residuals (residual/layer_i) were not recorded")
+    colours = palette(chosen)
+    with theme():
+        fig, axes = new_figure(3, width=5.2)
+        for comp, row in chosen.items():
+            label = f"{comp}, ({_depth(row)}, {int(row['width'])})"
+            total = totals[comp]
+            axes[0].plot(total.index, total.to_numpy(), color=colours[comp], lw=1.6, label=label)
+            train = data.mean_history(row, "train_mse")
+            axes[1].plot(train.index, train.to_numpy(), color=colours[comp], lw=1.6, label=label)
+            last = _last_per_layer(data, row)
+            axes[2].plot(last.index, last.to_numpy(), color=colours[comp], marker="o", label=label)
+        axes[0].set_ylabel(
+            r"residual $\|r\| = (\sum_i \|\sigma(W_i\tilde{V}_{i-1}) - V_i\|_F^2)^{1/2}$"
+        )
+        axes[0].set_title("links' residual (mean over trials)")
+        axes[1].set_ylabel("training MSE")
+        axes[1].set_title("training error (mean over trials)")
+        axes[2].set_ylabel(r"$\|\sigma(W_i\tilde{V}_{i-1}) - V_i\|_F$ at the last epoch")
+        axes[2].set_xlabel("layer i (the last: output)")
+        axes[2].set_title("residual per layer at the end")
+        for ax, key in zip(axes, ("total", "train", "last"), strict=True):
+            value_scale(ax, [v for line in ax.get_lines() for v in line.get_ydata()])
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if key != "last":
+                ax.set_xlabel("epoch (ADMM, dlADMM: iteration; BCD: sweep)")
+        _legend(axes[2], outside=True, title="method, (depth, width)")
+        fig.suptitle(
+            f"{data.dataset}: do the gradient-free methods satisfy the links?", fontsize=11
+        )
+        return save(fig, folder, stem)
+
+
+def _total_residual(data: TaskData, row: pd.Series) -> pd.Series:
+    """``‖r‖`` against epoch: per trial the root of the layers' squared residuals, then
+    the mean over the setting's finished trials."""
+    runs = data.ok_trials(row.to_frame().T)["run_id"]
+    per_trial = []
+    for run in runs:
+        layers = [
+            pd.Series(dict(data.histories.get(run, f"residual/layer_{i}")))
+            for i in range(1, _depth(row) + 2)
+        ]
+        if all(len(s) for s in layers):
+            per_trial.append(np.sqrt(sum(s.pow(2) for s in layers)))
+    if not per_trial:
+        return pd.Series(dtype=float)
+    return pd.concat(per_trial, axis=1).mean(axis=1).sort_index()
+
+
+def _last_per_layer(data: TaskData, row: pd.Series) -> pd.Series:
+    """Each layer's residual at the last recorded epoch, mean over trials, by layer i."""
+    values = {}
+    for i in range(1, _depth(row) + 2):
+        series = data.mean_history(row, f"residual/layer_{i}")
+        if not series.empty:
+            values[i] = series.iloc[-1]
+    return pd.Series(values, dtype=float)
 
 
 def admm_convergence(data: TaskData, folder: Path, stem: str) -> list[str]:

@@ -163,6 +163,51 @@ def settings_display(settings: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+GRADIENT_FREE = ("admm", "bcd", "dladmm")  # the solvers that record a constraint residual
+RESIDUAL_COLUMNS = [
+    "dataset",
+    "competitor",
+    "label",
+    "depth",
+    "width",
+    "n",
+    "residual_mean",
+    "residual_std",
+    "residual_max_mean",
+    "train_mse_mean",
+    "best_train_mse_mean",
+    "test_mse_mean",
+    "run_time_mean_s",
+]
+
+
+def residual_table(settings: pd.DataFrame) -> pd.DataFrame:
+    """Every setting of a gradient-free solver: its constraint residual at the end beside
+    its errors (the constraint-residual study)."""
+    rows = settings[settings["solver"].isin(GRADIENT_FREE) & settings["residual_mean"].notna()]
+    return rows.reindex(columns=RESIDUAL_COLUMNS).reset_index(drop=True)
+
+
+def residual_display(table: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for r in table.itertuples(index=False):
+        rows.append(
+            {
+                "task": r.dataset,
+                "competitor": r.competitor,
+                "(depth, width)": structure(r.depth, r.width),
+                "trials": _count(r.n),
+                "residual ‖r‖: mean (std)": mean_std(r.residual_mean, r.residual_std),
+                "worst layer max ‖r_i‖": sci(r.residual_max_mean),
+                "final train MSE": sci(r.train_mse_mean),
+                "best train MSE": sci(r.best_train_mse_mean),
+                "test MSE": sci(r.test_mse_mean),
+                "run time (s)": _seconds(r.run_time_mean_s),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def failures_display(failures: pd.DataFrame) -> pd.DataFrame:
     shown = failures.reindex(columns=FAILURE_COLUMNS).copy()
     shown["failure_reason"] = shown["failure_reason"].map(_short_reason)
