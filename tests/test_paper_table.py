@@ -114,6 +114,27 @@ def test_paper_table_in_two_chunks_reports_each_seed_once_beside_the_paper(
 
 
 @pytest.mark.slow
+def test_extra_competitors_join_the_paper_table_as_rows_without_a_paper_value(
+    cli, store_uri, tmp_path
+):
+    extra = "experiment=admm_sigmoid,bcd_relu,dladmm_relu"  # the paper's five stay the default
+    done = cli("-m", "+sweep=paper_table", extra, "trials=2", *TINY)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = paper_table.write(store_uri, tmp_path / "report")
+    table = pd.read_csv(out / "tables.csv")
+    assert len(table) == 20 + 2
+    square = list(table.loc[table["task"] == "square", "competitor"])
+    assert square[5:] == ["BCD (ReLU)", "dlADMM (ReLU)"]  # after the task's five
+    for name in ("BCD (ReLU)", "dlADMM (ReLU)"):
+        row = table[table["competitor"] == name].iloc[0]
+        assert row["task"] == "square" and row["trials"] == 2 and row["ours_mean"] > 0
+        assert math.isnan(row["paper_mean"]) and math.isnan(row["ratio"])
+    text = (out / "tables.md").read_text()
+    assert "square, dlADMM (ReLU): not in the paper's table (an extra competitor)." in text
+    assert "| square | BCD (ReLU) | (2, 6) |" in text
+
+
+@pytest.mark.slow
 def test_paper_table_outlives_its_store_through_the_trial_archive(cli, client, store_uri, tmp_path):
     """The store is lost between two chunks (as ``mlruns/`` between sessions): the report
     rebuilds the table from ``trials.csv`` and adds the next chunk's trials to it."""

@@ -172,49 +172,69 @@ def differ(a: dict[str, str], b: dict[str, str]) -> bool:
 
 
 def compare(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per task and competitor of the paper's table, ours beside the paper's.
+    """One row per task and competitor of the paper's table, ours beside the paper's,
+    then one per extra competitor the study ran (e.g. BCD, dlADMM), with no paper value.
 
     Rows the study has not run yet are kept, with no trials and no value of ours.
     Trials run with settings older than the row's newest are counted, not used.
     """
     paper = tables.paper_results()
-    rows = []
-    for p in paper.itertuples(index=False):
-        row = (
-            trials[(trials["dataset"] == p.task) & (trials["competitor"] == p.competitor)]
-            if not trials.empty
-            else trials
-        )
-        mine = row[~row["superseded"]] if len(row) else row
-        ok = mine[mine["outcome"] == "ok"] if len(mine) else mine
-        errors = ok["error"] if len(ok) else pd.Series(dtype=float)
-        mean = errors.mean() if len(errors) else math.nan
-        rows.append(
-            {
-                "task": p.task,
-                "competitor": p.competitor,
-                "depth": _first(mine, "depth", p.depth),
-                "width": _first(mine, "width", p.width),
-                "trials": len(ok),
-                "epochs": _epochs(mine),
-                "ours_mean": mean,
-                "ours_std": errors.std(ddof=1) if len(errors) > 1 else math.nan,
-                "ours_median": errors.median() if len(errors) else math.nan,
-                "paper_mean": p.error_mean,
-                "paper_std": p.error_std,
-                "ratio": mean / p.error_mean,
-                "run_time_s": (
-                    mine.drop_duplicates("setting_run")["setting_time_s"].sum()
-                    if len(mine)
-                    else math.nan
-                ),
-                "n_diverged": int((mine["outcome"] == "diverged").sum()) if len(mine) else 0,
-                "n_failed": int((mine["outcome"] == "failed").sum()) if len(mine) else 0,
-                "n_superseded": int(row["superseded"].sum()) if len(row) else 0,
-                "reduced": 0 < len(ok) < PAPER_TRIALS,
-            }
-        )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    rows = [
+        _row(trials, p.task, p.competitor, p.error_mean, p.error_std, p.depth, p.width)
+        for p in paper.itertuples(index=False)
+    ]
+    known = set(zip(paper["task"], paper["competitor"], strict=True))
+    if not trials.empty:
+        pairs = trials[["dataset", "competitor"]].drop_duplicates().itertuples(index=False)
+        extra = sorted({(t, c) for t, c in pairs} - known)
+        rows += [_row(trials, t, c, math.nan, math.nan, math.nan, math.nan) for t, c in extra]
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    order = {t: i for i, t in enumerate(dict.fromkeys(paper["task"]))}
+    rank = table["task"].map(order).fillna(len(order))
+    ordered = table.assign(_rank=rank).sort_values("_rank", kind="stable")
+    return ordered.drop(columns="_rank").reset_index(drop=True)
+
+
+def _row(
+    trials: pd.DataFrame,
+    task: str,
+    competitor: str,
+    paper_mean: float,
+    paper_std: float,
+    depth: float,
+    width: float,
+) -> dict:
+    """One task and competitor: ours over its newest settings' trials beside the paper's."""
+    row = (
+        trials[(trials["dataset"] == task) & (trials["competitor"] == competitor)]
+        if not trials.empty
+        else trials
+    )
+    mine = row[~row["superseded"]] if len(row) else row
+    ok = mine[mine["outcome"] == "ok"] if len(mine) else mine
+    errors = ok["error"] if len(ok) else pd.Series(dtype=float)
+    mean = errors.mean() if len(errors) else math.nan
+    return {
+        "task": task,
+        "competitor": competitor,
+        "depth": _first(mine, "depth", depth),
+        "width": _first(mine, "width", width),
+        "trials": len(ok),
+        "epochs": _epochs(mine),
+        "ours_mean": mean,
+        "ours_std": errors.std(ddof=1) if len(errors) > 1 else math.nan,
+        "ours_median": errors.median() if len(errors) else math.nan,
+        "paper_mean": paper_mean,
+        "paper_std": paper_std,
+        "ratio": mean / paper_mean,
+        "run_time_s": (
+            mine.drop_duplicates("setting_run")["setting_time_s"].sum() if len(mine) else math.nan
+        ),
+        "n_diverged": int((mine["outcome"] == "diverged").sum()) if len(mine) else 0,
+        "n_failed": int((mine["outcome"] == "failed").sum()) if len(mine) else 0,
+        "n_superseded": int(row["superseded"].sum()) if len(row) else 0,
+        "reduced": 0 < len(ok) < PAPER_TRIALS,
+    }
 
 
 DTYPE_COLUMNS = [
@@ -310,6 +330,9 @@ def findings(table: pd.DataFrame) -> list[str]:
                 f"{where}: ours is {1 / r.ratio:.0f}× below the paper's error "
                 f"({tables.sci(r.ours_mean)} against {tables.sci(r.paper_mean)}): better."
             )
+        if (r.task, r.competitor) not in paper.index:
+            lines.append(f"{where}: not in the paper's table (an extra competitor).")
+            continue
         depth, width = paper.loc[(r.task, r.competitor), ["depth", "width"]]
         if (r.depth, r.width) != (depth, width):
             lines.append(
