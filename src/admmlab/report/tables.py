@@ -184,6 +184,8 @@ RESIDUAL_COLUMNS = [
 def residual_table(settings: pd.DataFrame) -> pd.DataFrame:
     """Every setting of a gradient-free solver: its constraint residual at the end beside
     its errors (the constraint-residual study)."""
+    if "residual_mean" not in settings:  # an empty study, or one without such runs
+        return pd.DataFrame(columns=RESIDUAL_COLUMNS)
     rows = settings[settings["solver"].isin(GRADIENT_FREE) & settings["residual_mean"].notna()]
     return rows.reindex(columns=RESIDUAL_COLUMNS).reset_index(drop=True)
 
