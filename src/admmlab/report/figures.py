@@ -520,13 +520,11 @@ def residual_curves(data: TaskData, folder: Path, stem: str) -> list[str]:
             axes[1].plot(train.index, train.to_numpy(), color=colours[comp], lw=1.6, label=label)
             last = _last_per_layer(data, row)
             axes[2].plot(last.index, last.to_numpy(), color=colours[comp], marker="o", label=label)
-        axes[0].set_ylabel(
-            r"residual $\|r\| = (\sum_i \|\sigma(W_i\tilde{V}_{i-1}) - V_i\|_F^2)^{1/2}$"
-        )
+        axes[0].set_ylabel(r"residual $\|r\| = (\sum_i \|r_i\|_F^2)^{1/2}$")
         axes[0].set_title("links' residual (mean over trials)")
         axes[1].set_ylabel("training MSE")
         axes[1].set_title("training error (mean over trials)")
-        axes[2].set_ylabel(r"$\|\sigma(W_i\tilde{V}_{i-1}) - V_i\|_F$ at the last epoch")
+        axes[2].set_ylabel(r"$\|r_i\|_F = \|\sigma(W_i\tilde{V}_{i-1}) - V_i\|_F$, last epoch")
         axes[2].set_xlabel("layer i (the last: output)")
         axes[2].set_title("residual per layer at the end")
         for ax, key in zip(axes, ("total", "train", "last"), strict=True):
