@@ -1,5 +1,6 @@
 """Each initialisation has the right shape, mean, variance or orthogonality."""
 
+import importlib
 import math
 
 import pytest
@@ -80,10 +81,16 @@ def test_generator_fixes_weights_and_forward_shapes():
 @pytest.mark.parametrize(
     ("k_w", "k_x"), [(None, None), (3, 3), (3, None), (None, 3)], ids=["plain", "K", "Kw", "Kx"]
 )
-def test_the_evaluation_forward_equals_the_forward(act, k_w, k_x):
-    """Two take-turns buffers instead of one array per layer: the same products, equal to
-    rounding (BLAS may block a product differently when it writes into a given buffer),
-    for every mix of a trial dimension on weights and data."""
+@pytest.mark.parametrize(
+    "group_bytes", [1 << 20, 11 * 9 * 8, 2 * 11 * 9 * 8], ids=["all", "1", "2"]
+)
+def test_the_evaluation_forward_equals_the_forward(act, k_w, k_x, group_bytes, monkeypatch):
+    """Two take-turns buffers instead of one array per layer, the trials in cache-sized
+    groups (one trial's activations are 11 × 9 doubles here; groups of 1 and 2 leave a
+    ragged last one): the same products, equal to rounding (BLAS may block a product
+    differently when it writes into a given buffer), for every mix of a trial dimension
+    on weights and data."""
+    monkeypatch.setattr(importlib.import_module("admmlab.nets.forward"), "CACHE_BYTES", group_bytes)
     g = torch.Generator().manual_seed(0)
     dims = [2, 7, 5, 9, 3]
     w = init_weights("xavier", dims, generator=g)
