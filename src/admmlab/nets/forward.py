@@ -74,7 +74,7 @@ def forward_no_grad(weights: list[Tensor], x: Tensor, activation: str | Activati
     if len(weights) == 1:
         return affine(weights[0], x)
     with torch.no_grad():
-        k = max((t.shape[0] for t in (x, *weights) if t.dim() == 3), default=0)
+        k = _n_trials(x, weights)
         rows, widest = x.shape[-2], max(w.shape[-2] for w in weights[:-1])
         if k == 0:
             return _forward_pairs(weights, x, act, _pair(weights[0], rows * widest))
@@ -87,6 +87,11 @@ def forward_no_grad(weights: list[Tensor], x: Tensor, activation: str | Activati
             xs = x[trials] if x.dim() == 3 else x
             _forward_pairs(ws, xs, act, pair, out=out[trials])
         return out
+
+
+def _n_trials(x: Tensor, weights: list[Tensor]) -> int:
+    """The leading trial dimension K of the inputs or weights; 0 when neither has one."""
+    return max((t.shape[0] for t in (x, *weights) if t.dim() == 3), default=0)
 
 
 def _trials_per_group(k: int, bytes_per_trial: int, device: torch.device) -> int:
@@ -103,8 +108,8 @@ def _forward_pairs(
     weights: list[Tensor], x: Tensor, act: Activation, pair: Tensor, out: Tensor | None = None
 ) -> Tensor:
     """The forward pass with hidden layer i written into ``pair[i % 2]``."""
-    batch = [t.shape[0] for t in (x, *weights) if t.dim() == 3]
-    lead = (max(batch),) if batch else ()
+    k = _n_trials(x, weights)
+    lead = (k,) if k else ()
     v = x
     for i, w in enumerate(weights[:-1]):
         shape = (*lead, x.shape[-2], w.shape[-2])
