@@ -6,8 +6,8 @@ For each of the paper's deep ReLU structures (square (18, 100) and (15, 80),
 product gate (20, 300), smooth radial (12, 400)), K = 20 and K = 1 trials,
 float64 and float32, N = 1000 training and 1000 test points, batch 50, SGD:
 
-* ``fast``: seconds per epoch of ``sgd.fit`` (the default fast step), the
-  median over the epochs after the first (each epoch includes its evaluation);
+* ``fast``: seconds per epoch of ``sgd.fit`` (the default fast step; each epoch
+  includes its evaluation);
 * ``plain``: the same epoch written the obvious way in this file: contiguous
   weights and biases as autograd leaves, ``loss.backward()``, ``torch.optim.SGD``;
 * ``products``: the epoch's matrix products alone (forward, both backward
@@ -17,9 +17,10 @@ float64 and float32, N = 1000 training and 1000 test points, batch 50, SGD:
   over and over (operands warm in cache), summed over the epoch's calls: a
   bound no epoch whose working set exceeds the cache can reach.
 
-Printed as ratios: ``products / fast`` (the share of the product limit the
-epoch reaches) and ``fast / plain``. ``--quick`` measures square (18, 100) only,
-for two epochs.
+The three are timed in turn, five rounds, and each keeps its fastest epoch
+(:func:`measure`). Printed as ratios: ``products / fast`` (the share of the
+product limit the epoch reaches) and ``fast / plain``. ``--quick`` measures
+square (18, 100) only.
 """
 
 import argparse
@@ -144,63 +145,79 @@ def epoch_products(k: int, d: int, depth: int, width: int, dtype, device) -> flo
     return total
 
 
-def products_only_epoch(k: int, d: int, depth: int, width: int, dtype, device) -> float:
-    """Seconds of the epoch's products alone, in the epoch's order on distinct operands.
+class ProductsOnly:
+    """The epoch's products alone, in the epoch's order on distinct operands.
 
     The step's working set (every layer's weights, gradients and activations) is far
     larger than a cache at K = 20, so this, not a shape timed on warm operands, is
     the limit an epoch can reach: the same products with nothing else around them.
     """
-    dims = [d] + [width] * depth + [1]
-    as_ = {"dtype": dtype, "device": device}
-    wts = [torch.rand(k, dims[i], dims[i + 1], **as_) for i in range(depth + 1)]
-    grads = [torch.empty_like(w) for w in wts]
-    acts = [torch.rand(k, BATCH, n, **as_) for n in dims]
-    deltas = [torch.rand(k, BATCH, n, **as_) for n in dims]
-    evals = [torch.rand(k, N, n, **as_) for n in dims]
 
-    def epoch() -> None:
+    def __init__(self, k: int, d: int, depth: int, width: int, dtype, device):
+        dims = [d] + [width] * depth + [1]
+        as_ = {"dtype": dtype, "device": device}
+        self.depth, self.device = depth, device
+        self.wts = [torch.rand(k, dims[i], dims[i + 1], **as_) for i in range(depth + 1)]
+        self.grads = [torch.empty_like(w) for w in self.wts]
+        self.acts = [torch.rand(k, BATCH, n, **as_) for n in dims]
+        self.deltas = [torch.rand(k, BATCH, n, **as_) for n in dims]
+        self.evals = [torch.rand(k, N, n, **as_) for n in dims]
+
+    def epoch(self) -> float:
+        """Seconds of one epoch's products."""
+        acts, deltas, wts, grads, evals = self.acts, self.deltas, self.wts, self.grads, self.evals
+        sync(self.device)
+        start = time.perf_counter()
         for _ in range(N // BATCH):
-            for i in range(depth + 1):
+            for i in range(self.depth + 1):
                 torch.bmm(acts[i], wts[i], out=acts[i + 1])
-            for i in range(depth, -1, -1):
+            for i in range(self.depth, -1, -1):
                 torch.bmm(acts[i].mT, deltas[i + 1], out=grads[i])
                 if i:
                     torch.bmm(deltas[i + 1], wts[i].mT, out=deltas[i])
         for _ in ("train", "test"):
-            for i in range(depth + 1):
+            for i in range(self.depth + 1):
                 torch.bmm(evals[i], wts[i], out=evals[i + 1])
-
-    times = []
-    for _ in range(4):
-        sync(device)
-        start = time.perf_counter()
-        epoch()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+        sync(self.device)
+        return time.perf_counter() - start
 
 
-def measure(name: str, k: int, dtype: torch.dtype, device: str, epochs: int) -> Row:
+def products_only_epoch(k: int, d: int, depth: int, width: int, dtype, device) -> float:
+    products = ProductsOnly(k, d, depth, width, dtype, device)
+    products.epoch()
+    return min(products.epoch() for _ in range(3))
+
+
+def measure(name: str, k: int, dtype: torch.dtype, device: str, repeats: int) -> Row:
+    """Each candidate's fastest epoch over ``repeats`` rounds that run them in turn.
+
+    Interleaved, so load changes on the shared machine fall on all three alike; the
+    minimum, because interference only ever adds time. A round's fast and plain
+    epochs are the second of a two-epoch run (the first warms their buffers up).
+    """
     d, depth, width = STRUCTURES[name]
     x, y, weights = problem(k, d, depth, width, dtype, device)
-    fast = min(fast_epoch(x, y, weights, epochs) for _ in range(2))
-    plain = min(plain_epoch(x, y, weights, epochs) for _ in range(2))
-    products = products_only_epoch(k, d, depth, width, dtype, device)
+    products = ProductsOnly(k, d, depth, width, dtype, device)
+    products.epoch()
+    rounds = [
+        (fast_epoch(x, y, weights, 2), plain_epoch(x, y, weights, 2), products.epoch())
+        for _ in range(repeats)
+    ]
+    fast, plain, limit = (min(times) for times in zip(*rounds, strict=True))
     warm = epoch_products(k, d, depth, width, dtype, device)
-    return Row(name, k, str(dtype).removeprefix("torch."), fast, plain, products, warm)
+    return Row(name, k, str(dtype).removeprefix("torch."), fast, plain, limit, warm)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="square (18, 100) only, 2 epochs")
+    parser.add_argument("--quick", action="store_true", help="square (18, 100) only")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     header(f"SGD-type epoch at the paper's structures (N = {N}, batch {BATCH}, {args.device})")
     names = ["square (18, 100)"] if args.quick else list(STRUCTURES)
-    epochs = 3 if args.quick else 4
+    repeats = 5
     rows = [
-        measure(name, k, dtype, args.device, epochs)
+        measure(name, k, dtype, args.device, repeats)
         for name in names
         for k in (20, 1)
         for dtype in (torch.float64, torch.float32)

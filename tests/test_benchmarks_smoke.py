@@ -25,6 +25,7 @@ import studies
 import tracking_overhead
 from admmlab.nets import get_activation
 from admmlab.solvers import sgd_steps
+from admmlab.solvers.settings import SGD
 
 
 def test_interleaved_gives_one_median_per_candidate_and_tables_print(capsys):
@@ -67,10 +68,11 @@ def test_fast_step_gradient_equals_autograds(activation, lam):
     _, _, _, _, weights = benchkit.square_trials(2, [1, 5, 4, 1], n_train=30)
     x, y = torch.rand(2, 7, 1, dtype=torch.float64), torch.rand(2, 7, 1, dtype=torch.float64)
     act = get_activation(activation)
-    fast = sgd_steps.FastStep(weights, act, lam)
-    reference = sgd_steps.ReferenceStep(weights, act, lam)
-    fast.gradients(x, y)
-    reference.gradients(x, y)
+    settings = SGD(lr=0.1, lam=lam)
+    fast = sgd_steps.FastStep(weights, act, settings)
+    reference = sgd_steps.ReferenceStep(weights, act, settings)
+    fast.train(x, y)
+    reference.train(x, y)
     for i, (g_ref, wt, b) in enumerate(
         zip(reference.params, fast.grad_wts, fast.grad_biases, strict=True)
     ):

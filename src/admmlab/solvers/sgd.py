@@ -24,29 +24,11 @@ from admmlab.solvers.base import (
 from admmlab.solvers.loop import run_epochs
 from admmlab.solvers.settings import SGD
 from admmlab.solvers.settings import SGD_METHODS as _SETTINGS
-from admmlab.solvers.sgd_steps import make_step, penalty, square_loss
+from admmlab.solvers.sgd_steps import METHODS, make_optimizer, make_step, penalty, square_loss
 
 __all__ = ["METHODS", "fit", "make_optimizer", "penalty", "square_loss"]
 
 Tensor = torch.Tensor
-METHODS = ("sgd", "sgdm", "adam")
-
-
-def make_optimizer(
-    method: str, params: list[Tensor], *, lr: float, momentum: float, betas, eps: float
-) -> torch.optim.Optimizer:
-    """``sgd`` ignores ``momentum``; ``sgdm`` is SGD with it; ``adam`` uses betas/eps.
-
-    Adam's step is the fused kernel (one pass per tensor instead of six); SGD's
-    gains nothing from it.
-    """
-    if method == "sgd":
-        return torch.optim.SGD(params, lr=lr, foreach=True)
-    if method == "sgdm":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, foreach=True)
-    if method == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, fused=True)
-    raise ValueError(f"unknown SGD-type method {method!r}; choose one of {METHODS}")
 
 
 def batch_orders(seeds: Sequence[int], n: int, epochs: int, device) -> Tensor:
@@ -153,36 +135,27 @@ class MiniBatchEpochs:
     ):  # fmt: skip
         self.X, self.Y, self.act, self.classification = X, Y, act, classification
         self.batch_size, self.steps = s.batch_size, X.shape[1] // s.batch_size
-        self.step = make_step(s.impl, ws, act, s.lam)
-        self.opt = make_optimizer(
-            s.name, self.step.params, lr=s.lr, momentum=getattr(s, "momentum", 0.0),
-            betas=getattr(s, "betas", (0.9, 0.999)), eps=getattr(s, "eps", 1e-8),
-        )  # fmt: skip
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, s.lr_every, gamma=s.lr_gamma)
+        self.step = make_step(s.impl, ws, act, s)
         self.orders = batch_orders(seeds, X.shape[1], s.epochs, X.device)
-        # Σ_steps g², element-wise (one op a step), summed per layer and trial at the
-        # epoch's end: grad_norm/layer_i is the RMS over the epoch's steps of its norm.
-        self.grad_sq = [torch.empty_like(p) for p in self.step.params]
         self._weights = self.step.weights()
 
     def epoch(self, epoch: int) -> dict[str, Tensor]:
-        torch._foreach_zero_(self.grad_sq)
+        self.step.begin_epoch()
         # One gather per epoch; its mini-batches are then views.
         order = self.orders[epoch - 1, :, : self.steps * self.batch_size].unsqueeze(-1)
         x_epoch = torch.take_along_dim(self.X, order, dim=1).split(self.batch_size, dim=1)
         y_epoch = torch.take_along_dim(self.Y, order, dim=1).split(self.batch_size, dim=1)
         for xb, yb in zip(x_epoch, y_epoch, strict=True):
-            grads = self.step.gradients(xb, yb)
-            torch._foreach_addcmul_(self.grad_sq, grads, grads)
-            self.opt.step()
+            self.step.train(xb, yb)
         self._weights = self.step.weights()
         metrics = evaluate(
             self._weights, self.act, {"train": (self.X, self.Y)}, classification=self.classification
         )
         k = self.X.shape[0]
-        metrics["lr"] = torch.full((k,), self.opt.param_groups[0]["lr"], device=self.X.device)
-        self.sched.step()
-        for i, sq in enumerate(self.step.layer_sums(self.grad_sq), start=1):
+        metrics["lr"] = torch.full((k,), self.step.lr, device=self.X.device)
+        self.step.end_epoch()
+        # grad_norm/layer_i: the RMS over the epoch's steps of the layer's gradient norm.
+        for i, sq in enumerate(self.step.grad_sq_sums(), start=1):
             metrics[f"grad_norm/layer_{i}"] = (sq / self.steps).sqrt()
         return metrics
 

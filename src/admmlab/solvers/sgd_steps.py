@@ -1,17 +1,20 @@
 """One mini-batch step of the SGD-type solvers, in two implementations.
 
 :class:`ReferenceStep` is the readable one: the shared weights as autograd
-leaves, the loss written as the paper writes it, ``loss.backward()``.
-:class:`FastStep` computes the same gradient on a layout that BLAS takes as
-it is: each layer as two contiguous tensors, ``wt = W̄ᵢᵀ`` of shape
-``(K, n_{i-1}, n_i)`` and ``b`` of shape ``(K, 1, n_i)``. The shared layout
-keeps the bias as ``W_i``'s last column, so its products read strided slices
-and autograd writes transposed gradients back into it, both of which copy.
-SGD, momentum and Adam update entry by entry, so an optimiser stepping on
-either layout takes the same step; the tests hold the two equal.
+leaves, the loss written as the paper writes it, ``loss.backward()``, then
+``torch.optim``'s step and ``StepLR``'s rate. :class:`FastStep` takes the same
+step on a layout that BLAS takes as it is: each layer as two contiguous
+tensors, ``wt = W̄ᵢᵀ`` of shape ``(K, n_{i-1}, n_i)`` and ``b`` of shape
+``(K, 1, n_i)``, with a hand-written backward pass that updates each layer as
+soon as its gradient is known (:mod:`admmlab.solvers.sgd_updates`). The shared
+layout keeps the bias as ``W_i``'s last column, so its products read strided
+slices and autograd writes transposed gradients back into it, both of which
+copy. SGD, momentum and Adam update entry by entry, so both take the same step;
+the tests hold the two equal.
 
-A step object owns the tensors the optimiser updates (``params``), sums a
-tensor laid out like them per layer and trial (``layer_sums``), and gives the
+A step trains on one mini-batch (``train``), keeps each epoch's running sum of
+squared gradients for the ``grad_norm/layer_i`` metric (``grad_sq_sums``: per
+layer and trial), moves the rate on at the end of each epoch, and gives the
 weights in the shared representation (``weights()``, fresh tensors each call).
 """
 
@@ -22,17 +25,24 @@ from typing import Protocol
 import torch
 
 from admmlab.nets import Activation, forward
-from admmlab.solvers.settings import IMPLS
+from admmlab.solvers.settings import IMPLS, SGD
+from admmlab.solvers.sgd_updates import StepRate, make_update
 
 Tensor = torch.Tensor
+METHODS = ("sgd", "sgdm", "adam")
 
 
 class Step(Protocol):
-    params: list[Tensor]
+    @property
+    def lr(self) -> float: ...
 
-    def gradients(self, x: Tensor, y: Tensor) -> list[Tensor]: ...
+    def begin_epoch(self) -> None: ...
 
-    def layer_sums(self, per_param: list[Tensor]) -> list[Tensor]: ...
+    def train(self, x: Tensor, y: Tensor) -> None: ...
+
+    def end_epoch(self) -> None: ...
+
+    def grad_sq_sums(self) -> list[Tensor]: ...
 
     def weights(self) -> list[Tensor]: ...
 
@@ -47,24 +57,66 @@ def penalty(weights: list[Tensor], lam: float) -> Tensor:
     return 0.5 * lam * sum(w.square().sum() for w in weights)
 
 
+def make_optimizer(
+    method: str, params: list[Tensor], *, lr: float, momentum: float, betas, eps: float
+) -> torch.optim.Optimizer:
+    """``sgd`` ignores ``momentum``; ``sgdm`` is SGD with it; ``adam`` uses betas/eps.
+
+    Adam's step is the fused kernel (one pass per tensor instead of six); SGD's
+    gains nothing from it.
+    """
+    if method == "sgd":
+        return torch.optim.SGD(params, lr=lr, foreach=True)
+    if method == "sgdm":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, foreach=True)
+    if method == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, fused=True)
+    raise ValueError(f"unknown SGD-type method {method!r}; choose one of {METHODS}")
+
+
+def _hyper(s: SGD) -> dict:
+    """The method's own settings, with ``torch.optim``'s defaults for the others."""
+    return {
+        "lr": s.lr,
+        "momentum": getattr(s, "momentum", 0.0),
+        "betas": getattr(s, "betas", (0.9, 0.999)),
+        "eps": getattr(s, "eps", 1e-8),
+    }
+
+
 class ReferenceStep:
-    """Autograd on the shared representation: the loss as written, then backward."""
+    """Autograd on the shared representation: the loss as written, backward, ``torch.optim``."""
 
-    def __init__(self, weights: list[Tensor], act: Activation, lam: float):
+    def __init__(self, weights: list[Tensor], act: Activation, s: SGD):
         self.params = [w.detach().clone().requires_grad_(True) for w in weights]
-        self.act, self.lam = act, lam
+        self.act, self.lam = act, s.lam
+        self.opt = make_optimizer(s.name, self.params, **_hyper(s))
+        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, s.lr_every, gamma=s.lr_gamma)
+        self.grad_sq = [torch.zeros_like(p) for p in self.params]
 
-    def gradients(self, x: Tensor, y: Tensor) -> list[Tensor]:
+    @property
+    def lr(self) -> float:
+        return self.opt.param_groups[0]["lr"]
+
+    def begin_epoch(self) -> None:
+        torch._foreach_zero_(self.grad_sq)
+
+    def train(self, x: Tensor, y: Tensor) -> None:
         for p in self.params:
             p.grad = None
         loss = square_loss(forward(self.params, x, self.act), y)
         if self.lam:
             loss = loss + penalty(self.params, self.lam)
         loss.backward()
-        return [p.grad for p in self.params]
+        grads = [p.grad for p in self.params]
+        torch._foreach_addcmul_(self.grad_sq, grads, grads)
+        self.opt.step()
 
-    def layer_sums(self, per_param: list[Tensor]) -> list[Tensor]:
-        return [t.sum(dim=(-2, -1)) for t in per_param]
+    def end_epoch(self) -> None:
+        self.sched.step()
+
+    def grad_sq_sums(self) -> list[Tensor]:
+        return [t.sum(dim=(-2, -1)) for t in self.grad_sq]
 
     def weights(self) -> list[Tensor]:
         return [p.detach().clone() for p in self.params]
@@ -74,13 +126,16 @@ class FastStep:
     """Hand-written back-propagation on contiguous ``wt`` and ``b`` per layer.
 
     Every product reads its operands in place (a transpose of a contiguous
-    matrix is a BLAS flag, not a copy) and writes into a kept gradient buffer.
-    All layers' ``wt`` and ``b`` are contiguous blocks of one flat tensor, and so
-    are their gradients, so an optimiser step or a running sum of squared
-    gradients is one kernel over the whole net instead of two per layer.
+    matrix is a BLAS flag, not a copy) and writes into a kept buffer. All
+    layers' ``wt`` and ``b`` are contiguous blocks of one flat tensor, layer by
+    layer, and so are their gradients and the optimiser's state: layer ``i``'s
+    part is one slice of each, which the penalty and the update take in one
+    kernel apiece right after ``δ`` has gone past the layer, while the part is
+    in cache. The gradient's norms for ``grad_norm/layer_i`` are read there too
+    (a reduction, not a running sum of squares over the whole net).
     """
 
-    def __init__(self, weights: list[Tensor], act: Activation, lam: float):
+    def __init__(self, weights: list[Tensor], act: Activation, s: SGD):
         k = weights[0].shape[0]
         blocks = [
             shape
@@ -88,43 +143,91 @@ class FastStep:
             for shape in ((k, w.shape[-1] - 1, w.shape[-2]), (k, 1, w.shape[-2]))
         ]
         self.segments = _segments([math.prod(shape) for shape in blocks])
-        self.flat = torch.empty(
-            self.segments[-1][1], dtype=weights[0].dtype, device=weights[0].device
-        )
-        self.flat.grad = torch.empty_like(self.flat)
-        self.params = [self.flat]
+        like = {"dtype": weights[0].dtype, "device": weights[0].device}
+        self.flat = torch.empty(self.segments[-1][1], **like)
+        self.grad = torch.empty_like(self.flat)
 
         def carve(t: Tensor) -> list[Tensor]:
             return [t[a:b].view(shape) for (a, b), shape in zip(self.segments, blocks, strict=True)]
 
-        views, grads = carve(self.flat), carve(self.flat.grad)
+        views, grads = carve(self.flat), carve(self.grad)
         self.wts, self.biases = views[::2], views[1::2]
+        self.wts_t = [wt.mT for wt in self.wts]
         self.grad_wts, self.grad_biases = grads[::2], grads[1::2]
+        parts = [  # layer i: its wt block, then its b block
+            slice(self.segments[2 * i][0], self.segments[2 * i + 1][1]) for i in range(len(weights))
+        ]
+        self.layer_params = [self.flat[part] for part in parts]
+        self.layer_grads = [self.grad[part] for part in parts]
+        # Each layer's gradient as rows of one per trial (its two blocks; a single trial's
+        # whole part is one row): their norms at each step, and the epoch's sum of squares.
+        self.grad_rows = [
+            [g.view(1, -1)] if k == 1 else [gw.view(k, -1), gb.view(k, -1)]
+            for g, gw, gb in zip(self.layer_grads, grads[::2], grads[1::2], strict=True)
+        ]
+        self.norms = [torch.empty(len(rows), k, **like) for rows in self.grad_rows]
+        self.norm_sq = [torch.zeros_like(n) for n in self.norms]
+        self.norm_pairs = [  # (rows, where their norms go), for each layer
+            list(zip(rows, norms.unbind(), strict=True))
+            for rows, norms in zip(self.grad_rows, self.norms, strict=True)
+        ]
         for w, wt, b in zip(weights, self.wts, self.biases, strict=True):
             wt.copy_(w[..., :-1].mT)
             b.copy_(w[..., -1:].mT)
-        self.n_trials, self.act, self.lam = k, act, lam
+        self.n_trials, self.act, self.lam = k, act, s.lam
+        self.update = make_update(s.name, self.flat, parts, **_hyper(s))
+        self.rate = StepRate(self.update, s.lr_gamma, s.lr_every)
+        self.buffers: dict[int, tuple[list[Tensor], list[Tensor], list[Tensor]]] = {}
 
-    def gradients(self, x: Tensor, y: Tensor) -> list[Tensor]:
-        outputs = [x]
-        for wt, b in zip(self.wts[:-1], self.biases[:-1], strict=True):
-            outputs.append(self.act.fn_(torch.baddbmm(b, outputs[-1], wt)))
-        f = torch.baddbmm(self.biases[-1], outputs[-1], self.wts[-1])
-        delta = f.sub_(y).mul_(2).mul_(1 / y.shape[-2])  # d(square_loss)/df
+    @property
+    def lr(self) -> float:
+        return self.update.lr
+
+    def begin_epoch(self) -> None:
+        torch._foreach_zero_(self.norm_sq)
+
+    def train(self, x: Tensor, y: Tensor) -> None:
+        outs, outs_t, deltas = self._buffers(x.shape[-2])
+        for wt, b, out, v in zip(self.wts, self.biases, outs, [x, *outs[:-1]], strict=True):
+            # The bias added after the product: baddbmm would first copy it into every row.
+            torch.bmm(v, wt, out=out).add_(b)
+            if out is not outs[-1]:
+                self.act.fn_(out)
+        delta = outs[-1].sub_(y).mul_(2).mul_(1 / y.shape[-2])  # d(square_loss)/df
+        self.update.begin()
         for i in range(len(self.wts) - 1, -1, -1):
-            torch.bmm(outputs[i].mT, delta, out=self.grad_wts[i])
+            torch.bmm(outs_t[i - 1] if i else x.mT, delta, out=self.grad_wts[i])
             torch.sum(delta, dim=-2, keepdim=True, out=self.grad_biases[i])
             if i:
-                delta = self.act.times_deriv_(torch.bmm(delta, self.wts[i].mT), outputs[i])
-        if self.lam:
-            self.flat.grad.add_(self.flat * self.lam)
-        return [self.flat.grad]
+                back = torch.bmm(delta, self.wts_t[i], out=deltas[i - 1])
+                delta = self.act.times_deriv_(back, outs[i - 1])
+            self._step_layer(i)
+        self.update.end()
+        torch._foreach_addcmul_(self.norm_sq, self.norms, self.norms)
 
-    def layer_sums(self, per_param: list[Tensor]) -> list[Tensor]:
-        """Per layer and trial, the sum of a tensor laid out as ``params``."""
-        (flat,) = per_param
-        per_block = [flat[a:b].view(self.n_trials, -1).sum(dim=-1) for a, b in self.segments]
-        return [w + b for w, b in zip(per_block[::2], per_block[1::2], strict=True)]
+    def _step_layer(self, i: int) -> None:
+        p, g = self.layer_params[i], self.layer_grads[i]
+        if self.lam:
+            g.add_(p * self.lam)
+        for row, norm in self.norm_pairs[i]:
+            torch.linalg.vector_norm(row, dim=-1, out=norm)
+        self.update(i, p, g)
+
+    def _buffers(self, rows: int) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Each layer's output (and its transpose) and back-propagated ``δ`` for ``rows``
+        samples, kept from step to step."""
+        if rows not in self.buffers:
+            outs = [self.flat.new_empty((self.n_trials, rows, wt.shape[-1])) for wt in self.wts]
+            deltas = [torch.empty_like(o) for o in outs[:-1]]
+            self.buffers[rows] = (outs, [o.mT for o in outs], deltas)
+        return self.buffers[rows]
+
+    def end_epoch(self) -> None:
+        self.rate.step()
+
+    def grad_sq_sums(self) -> list[Tensor]:
+        """Per layer and trial, the epoch's sum of squared gradient norms."""
+        return [sq.sum(dim=0) for sq in self.norm_sq]
 
     def weights(self) -> list[Tensor]:
         return [
@@ -137,9 +240,9 @@ def _segments(sizes: list[int]) -> list[tuple[int, int]]:
     return list(zip([0, *ends[:-1]], ends, strict=True))
 
 
-def make_step(impl: str, weights: list[Tensor], act: Activation, lam: float) -> Step:
+def make_step(impl: str, weights: list[Tensor], act: Activation, s: SGD) -> Step:
     if impl == "fast":
-        return FastStep(weights, act, lam)
+        return FastStep(weights, act, s)
     if impl == "reference":
-        return ReferenceStep(weights, act, lam)
+        return ReferenceStep(weights, act, s)
     raise ValueError(f"unknown SGD step implementation {impl!r}; choose one of {IMPLS}")
