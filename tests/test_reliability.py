@@ -414,3 +414,14 @@ def test_interrupted_optuna_study_continues_with_nothing_lost(tmp_path, store_ur
     assert "failure_reason" not in study_run.data.tags
     statuses = sorted(s.info.status for s in runs_of(client, "setting"))
     assert statuses in (["FINISHED"] * (complete + 1), ["FINISHED"] * (complete + 1) + ["KILLED"])
+
+
+def test_finite_per_trial_flags_bad_entries_but_not_sums_that_overflow():
+    from admmlab.solvers.base import finite_per_trial
+
+    t = torch.ones(4, 3, 5, dtype=torch.float64)
+    t[1, 2, 3] = float("nan")
+    t[2, 0, 0] = float("inf")
+    t[3] = 1e308  # finite entries whose sum overflows
+    assert finite_per_trial(t).tolist() == [True, False, False, True]
+    assert finite_per_trial(torch.ones(2, 3)).tolist() == [True, True]

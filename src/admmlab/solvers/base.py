@@ -229,8 +229,15 @@ Quantity = tuple[str, Tensor, str]  # name, value with a leading K, hint
 
 
 def finite_per_trial(t: Tensor) -> Tensor:
-    """One flag per trial (leading dim K): every entry of that trial finite."""
-    return torch.isfinite(t).reshape(t.shape[0], -1).all(dim=1)
+    """One flag per trial (leading dim K): every entry of that trial finite.
+
+    A non-finite entry makes its trial's sum non-finite, so one reduction settles
+    the usual case; only a non-finite sum (a bad entry, or finite ones overflowing)
+    needs the entry-by-entry check.
+    """
+    rows = t.reshape(t.shape[0], -1)
+    finite = torch.isfinite(rows.sum(dim=1))
+    return finite if bool(finite.all()) else torch.isfinite(rows).all(dim=1)
 
 
 class TrialStops:
