@@ -84,7 +84,7 @@ def test_sgd_epoch_benchmark_measures_every_column():
     x, y, weights = sgd_epoch.problem(2, 1, 2, 6, torch.float64, "cpu")
     assert sgd_epoch.fast_epoch(x, y, weights, epochs=2) > 0
     assert sgd_epoch.plain_epoch(x, y, weights, epochs=2) > 0
-    assert sgd_epoch.products_only_epoch(2, 1, 2, 6, torch.float64, "cpu") > 0
+    assert sgd_epoch.ProductsOnly(2, 1, 2, 6, torch.float64, "cpu").epoch() > 0
     assert sgd_epoch.epoch_products(2, 1, 2, 6, torch.float64, "cpu") > 0
 
 

@@ -231,13 +231,17 @@ Quantity = tuple[str, Tensor, str]  # name, value with a leading K, hint
 def finite_per_trial(t: Tensor) -> Tensor:
     """One flag per trial (leading dim K): every entry of that trial finite.
 
-    A non-finite entry makes its trial's sum non-finite, so one reduction settles
-    the usual case; only a non-finite sum (a bad entry, or finite ones overflowing)
-    needs the entry-by-entry check.
+    On the CPU a float trial's sum settles the usual case in one reduction (a
+    non-finite entry makes it non-finite); only a non-finite sum (a bad entry, or
+    finite ones overflowing) needs the entry-by-entry check. Elsewhere, deciding
+    between the two would cost a wait for the device, so the check runs at once.
     """
     rows = t.reshape(t.shape[0], -1)
-    finite = torch.isfinite(rows.sum(dim=1))
-    return finite if bool(finite.all()) else torch.isfinite(rows).all(dim=1)
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+        finite = torch.isfinite(rows.sum(dim=1))
+        if bool(finite.all()):
+            return finite
+    return torch.isfinite(rows).all(dim=1)
 
 
 class TrialStops:

@@ -24,9 +24,9 @@ from admmlab.solvers.base import (
 from admmlab.solvers.loop import run_epochs
 from admmlab.solvers.settings import SGD
 from admmlab.solvers.settings import SGD_METHODS as _SETTINGS
-from admmlab.solvers.sgd_steps import METHODS, make_optimizer, make_step, penalty, square_loss
+from admmlab.solvers.sgd_steps import METHODS, make_step, penalty, square_loss
 
-__all__ = ["METHODS", "fit", "make_optimizer", "penalty", "square_loss"]
+__all__ = ["METHODS", "fit", "penalty", "square_loss"]
 
 Tensor = torch.Tensor
 

@@ -12,8 +12,8 @@ slices and autograd writes transposed gradients back into it, both of which
 copy. SGD, momentum and Adam update entry by entry, so both take the same step;
 the tests hold the two equal.
 
-A step trains on one mini-batch (``train``), keeps each epoch's running sum of
-squared gradients for the ``grad_norm/layer_i`` metric (``grad_sq_sums``: per
+A step trains on one mini-batch (``train``), keeps each epoch's sum of squared
+gradient norms for the ``grad_norm/layer_i`` metric (``grad_sq_sums``: per
 layer and trial), moves the rate on at the end of each epoch, and gives the
 weights in the shared representation (``weights()``, fresh tensors each call).
 """
@@ -26,10 +26,9 @@ import torch
 
 from admmlab.nets import Activation, forward
 from admmlab.solvers.settings import IMPLS, SGD
-from admmlab.solvers.sgd_updates import StepRate, make_update
+from admmlab.solvers.sgd_updates import METHODS, StepRate, make_update
 
 Tensor = torch.Tensor
-METHODS = ("sgd", "sgdm", "adam")
 
 
 class Step(Protocol):
@@ -161,15 +160,15 @@ class FastStep:
         self.layer_grads = [self.grad[part] for part in parts]
         # Each layer's gradient as rows of one per trial (its two blocks; a single trial's
         # whole part is one row): their norms at each step, and the epoch's sum of squares.
-        self.grad_rows = [
+        grad_rows = [
             [g.view(1, -1)] if k == 1 else [gw.view(k, -1), gb.view(k, -1)]
             for g, gw, gb in zip(self.layer_grads, grads[::2], grads[1::2], strict=True)
         ]
-        self.norms = [torch.empty(len(rows), k, **like) for rows in self.grad_rows]
+        self.norms = [torch.empty(len(rows), k, **like) for rows in grad_rows]
         self.norm_sq = [torch.zeros_like(n) for n in self.norms]
         self.norm_pairs = [  # (rows, where their norms go), for each layer
             list(zip(rows, norms.unbind(), strict=True))
-            for rows, norms in zip(self.grad_rows, self.norms, strict=True)
+            for rows, norms in zip(grad_rows, self.norms, strict=True)
         ]
         for w, wt, b in zip(weights, self.wts, self.biases, strict=True):
             wt.copy_(w[..., :-1].mT)
@@ -208,7 +207,7 @@ class FastStep:
     def _step_layer(self, i: int) -> None:
         p, g = self.layer_params[i], self.layer_grads[i]
         if self.lam:
-            g.add_(p * self.lam)
+            g.add_(p, alpha=self.lam)
         for row, norm in self.norm_pairs[i]:
             torch.linalg.vector_norm(row, dim=-1, out=norm)
         self.update(i, p, g)

@@ -19,6 +19,7 @@ from typing import Protocol
 import torch
 
 Tensor = torch.Tensor
+METHODS = ("sgd", "sgdm", "adam")
 
 
 class Update(Protocol):
@@ -37,7 +38,7 @@ class Update(Protocol):
 class SGDUpdate:
     """``p ← p − lr·g``."""
 
-    def __init__(self, flat: Tensor, parts: list[slice], lr: float):
+    def __init__(self, lr: float):
         self.lr = lr
 
     def begin(self) -> None:
@@ -104,12 +105,12 @@ def make_update(
 ) -> Update:
     """The rule for ``method`` on ``flat``, stepped one part (one layer) at a time."""
     if method == "sgd":
-        return SGDUpdate(flat, parts, lr)
+        return SGDUpdate(lr)
     if method == "sgdm":
         return MomentumUpdate(flat, parts, lr, momentum)
     if method == "adam":
         return AdamUpdate(flat, parts, lr, tuple(betas), eps)
-    raise ValueError(f"unknown SGD-type method {method!r}; choose one of ('sgd', 'sgdm', 'adam')")
+    raise ValueError(f"unknown SGD-type method {method!r}; choose one of {METHODS}")
 
 
 class StepRate:
