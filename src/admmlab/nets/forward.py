@@ -16,17 +16,27 @@ def with_ones(v: Tensor) -> Tensor:
 
 
 def affine(w: Tensor, v: Tensor, out: Tensor | None = None) -> Tensor:
-    """``ṽ W_iᵀ`` for row samples, without materialising ``ṽ``; into ``out`` if given.
+    """``ṽ W_iᵀ`` for row samples, without materialising ``ṽ``; into ``out`` if given."""
+    return _affine(_split(w), v, out)
 
-    The bias is the product's initial value (one kernel, one pass over the output);
-    it is made contiguous first, as broadcasting a strided column over N rows is slow.
-    """
-    w_bar_t, bias = w[..., :-1].mT, w[..., -1].unsqueeze(-2).contiguous()
-    if v.dim() == 2 and w.dim() == 2:
+
+Layer = tuple[Tensor, Tensor]  # (W̄ᵢᵀ, bᵢ as a contiguous row)
+
+
+def _split(w: Tensor) -> Layer:
+    """``W_i`` as the product's operand and its bias as a row, made contiguous:
+    broadcasting a strided column over N rows is slow."""
+    return w[..., :-1].mT, w[..., -1].unsqueeze(-2).contiguous()
+
+
+def _affine(layer: Layer, v: Tensor, out: Tensor | None = None) -> Tensor:
+    """The bias is the product's initial value (one kernel, one pass over the output)."""
+    w_bar_t, bias = layer
+    if v.dim() == 2 and w_bar_t.dim() == 2:
         return torch.addmm(bias, v, w_bar_t, out=out)
-    batch = max(v.shape[0] if v.dim() == 3 else 1, w.shape[0] if w.dim() == 3 else 1)
+    batch = max(v.shape[0] if v.dim() == 3 else 1, w_bar_t.shape[0] if w_bar_t.dim() == 3 else 1)
     v3 = v if v.dim() == 3 else v.expand(batch, *v.shape)
-    w3 = w_bar_t if w.dim() == 3 else w_bar_t.expand(batch, *w_bar_t.shape)
+    w3 = w_bar_t if w_bar_t.dim() == 3 else w_bar_t.expand(batch, *w_bar_t.shape)
     return torch.baddbmm(bias, v3, w3, out=out)
 
 
@@ -74,18 +84,21 @@ def forward_no_grad(weights: list[Tensor], x: Tensor, activation: str | Activati
     if len(weights) == 1:
         return affine(weights[0], x)
     with torch.no_grad():
+        layers = [_split(w) for w in weights]  # once, not once per group
         k = _n_trials(x, weights)
         rows, widest = x.shape[-2], max(w.shape[-2] for w in weights[:-1])
         if k == 0:
-            return _forward_pairs(weights, x, act, _pair(weights[0], rows * widest))
+            return _forward_pairs(layers, x, act, _pair(weights[0], rows * widest))
         group = _trials_per_group(k, rows * widest * weights[0].element_size(), x.device)
         pair = _pair(weights[0], group * rows * widest)
         out = weights[0].new_empty((k, rows, weights[-1].shape[-2]))
         for start in range(0, k, group):
             trials = slice(start, start + group)
-            ws = [w[trials] if w.dim() == 3 else w for w in weights]
+            group_layers = [
+                (wt[trials], b[trials]) if wt.dim() == 3 else (wt, b) for wt, b in layers
+            ]
             xs = x[trials] if x.dim() == 3 else x
-            _forward_pairs(ws, xs, act, pair, out=out[trials])
+            _forward_pairs(group_layers, xs, act, pair, out=out[trials])
         return out
 
 
@@ -105,13 +118,13 @@ def _pair(like: Tensor, size: int) -> Tensor:
 
 
 def _forward_pairs(
-    weights: list[Tensor], x: Tensor, act: Activation, pair: Tensor, out: Tensor | None = None
+    layers: list[Layer], x: Tensor, act: Activation, pair: Tensor, out: Tensor | None = None
 ) -> Tensor:
     """The forward pass with hidden layer i written into ``pair[i % 2]``."""
-    k = _n_trials(x, weights)
+    k = _n_trials(x, [wt for wt, _ in layers])
     lead = (k,) if k else ()
     v = x
-    for i, w in enumerate(weights[:-1]):
-        shape = (*lead, x.shape[-2], w.shape[-2])
-        v = act.fn_(affine(w, v, out=pair[i % 2, : math.prod(shape)].view(shape)))
-    return affine(weights[-1], v, out=out)
+    for i, layer in enumerate(layers[:-1]):
+        shape = (*lead, x.shape[-2], layer[0].shape[-1])
+        v = act.fn_(_affine(layer, v, out=pair[i % 2, : math.prod(shape)].view(shape)))
+    return _affine(layers[-1], v, out=out)
