@@ -130,8 +130,7 @@ class FastStep:
     layer, and so are their gradients and the optimiser's state: layer ``i``'s
     part is one slice of each, which the penalty and the update take in one
     kernel apiece right after ``δ`` has gone past the layer, while the part is
-    in cache. The gradient's norms for ``grad_norm/layer_i`` are read there too
-    (a reduction, not a running sum of squares over the whole net).
+    in cache. The gradient's norms for ``grad_norm/layer_i`` are read there too.
     """
 
     def __init__(self, weights: list[Tensor], act: Activation, s: SGD):
