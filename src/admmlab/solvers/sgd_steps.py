@@ -140,20 +140,20 @@ class FastStep:
             for w in weights  # W_i is n_i × (n_{i-1} + 1): wt is n_{i-1} × n_i, b is 1 × n_i
             for shape in ((k, w.shape[-1] - 1, w.shape[-2]), (k, 1, w.shape[-2]))
         ]
-        self.segments = _segments([math.prod(shape) for shape in blocks])
+        segments = _segments([math.prod(shape) for shape in blocks])
         like = {"dtype": weights[0].dtype, "device": weights[0].device}
-        self.flat = torch.empty(self.segments[-1][1], **like)
+        self.flat = torch.empty(segments[-1][1], **like)
         self.grad = torch.empty_like(self.flat)
 
         def carve(t: Tensor) -> list[Tensor]:
-            return [t[a:b].view(shape) for (a, b), shape in zip(self.segments, blocks, strict=True)]
+            return [t[a:b].view(shape) for (a, b), shape in zip(segments, blocks, strict=True)]
 
         views, grads = carve(self.flat), carve(self.grad)
         self.wts, self.biases = views[::2], views[1::2]
         self.wts_t = [wt.mT for wt in self.wts]
         self.grad_wts, self.grad_biases = grads[::2], grads[1::2]
         parts = [  # layer i: its wt block, then its b block
-            slice(self.segments[2 * i][0], self.segments[2 * i + 1][1]) for i in range(len(weights))
+            slice(segments[2 * i][0], segments[2 * i + 1][1]) for i in range(len(weights))
         ]
         self.layer_params = [self.flat[part] for part in parts]
         self.layer_grads = [self.grad[part] for part in parts]
@@ -186,12 +186,12 @@ class FastStep:
 
     def train(self, x: Tensor, y: Tensor) -> None:
         outs, outs_t, deltas = self._buffers(x.shape[-2])
-        for wt, b, out, v in zip(self.wts, self.biases, outs, [x, *outs[:-1]], strict=True):
-            # The bias added after the product: baddbmm would first copy it into every row.
-            torch.bmm(v, wt, out=out).add_(b)
-            if out is not outs[-1]:
-                self.act.fn_(out)
-        delta = outs[-1].sub_(y).mul_(2).mul_(1 / y.shape[-2])  # d(square_loss)/df
+        # Each bias added after its product: baddbmm would first copy it into every row.
+        v = x
+        for wt, b, out in zip(self.wts[:-1], self.biases[:-1], outs[:-1], strict=True):
+            v = self.act.fn_(torch.bmm(v, wt, out=out).add_(b))
+        f = torch.bmm(v, self.wts[-1], out=outs[-1]).add_(self.biases[-1])
+        delta = f.sub_(y).mul_(2).mul_(1 / y.shape[-2])  # d(square_loss)/df
         self.update.begin()
         for i in range(len(self.wts) - 1, -1, -1):
             torch.bmm(outs_t[i - 1] if i else x.mT, delta, out=self.grad_wts[i])

@@ -14,15 +14,15 @@ The rate follows ``torch.optim.lr_scheduler.StepLR``: multiplied by ``gamma``
 after every ``every``-th epoch.
 """
 
-from typing import Protocol
-
 import torch
 
 Tensor = torch.Tensor
 METHODS = ("sgd", "sgdm", "adam")
 
 
-class Update(Protocol):
+class Update:
+    """A rule's rate and its once-a-mini-batch hooks (nothing, unless a rule needs them)."""
+
     lr: float
 
     def begin(self) -> None:
@@ -30,28 +30,23 @@ class Update(Protocol):
 
     def __call__(self, i: int, p: Tensor, g: Tensor) -> None:
         """Step ``p``, the flat tensor's ``i``-th part, along its gradient ``g``."""
+        raise NotImplementedError
 
     def end(self) -> None:
         """Once a mini-batch, after its last layer."""
 
 
-class SGDUpdate:
+class SGDUpdate(Update):
     """``p ← p − lr·g``."""
 
     def __init__(self, lr: float):
         self.lr = lr
 
-    def begin(self) -> None:
-        pass
-
     def __call__(self, i: int, p: Tensor, g: Tensor) -> None:
         p.add_(g, alpha=-self.lr)
 
-    def end(self) -> None:
-        pass
 
-
-class MomentumUpdate:
+class MomentumUpdate(Update):
     """``b ← μ·b + g`` (``b = g`` at the first step), ``p ← p − lr·b``: no dampening."""
 
     def __init__(self, flat: Tensor, parts: list[slice], lr: float, momentum: float):
@@ -59,9 +54,6 @@ class MomentumUpdate:
         buf = torch.empty_like(flat)
         self.bufs = [buf[part] for part in parts]
         self.started = False
-
-    def begin(self) -> None:
-        pass
 
     def __call__(self, i: int, p: Tensor, g: Tensor) -> None:
         b = self.bufs[i]
@@ -75,7 +67,7 @@ class MomentumUpdate:
         self.started = True
 
 
-class AdamUpdate:
+class AdamUpdate(Update):
     """Adam with bias correction, by the fused kernel ``torch.optim.Adam(fused=True)`` runs."""
 
     def __init__(self, flat: Tensor, parts: list[slice], lr: float, betas, eps: float):
@@ -95,9 +87,6 @@ class AdamUpdate:
             amsgrad=False, lr=self.lr, beta1=self.beta1, beta2=self.beta2, weight_decay=0.0,
             eps=self.eps, maximize=False,
         )  # fmt: skip
-
-    def end(self) -> None:
-        pass
 
 
 def make_update(
