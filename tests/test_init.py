@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from admmlab.nets import INIT_SCHEMES, forward, forward_no_grad, init_weights
+from admmlab.nets import INIT_SCHEMES, forward, forward_no_grad, get_activation, init_weights
 
 DIMS = [40, 300, 200, 3]
 
@@ -77,7 +77,7 @@ def test_generator_fixes_weights_and_forward_shapes():
     torch.testing.assert_close(forward(batched, x, "tanh")[1], forward(a, x, "tanh"))
 
 
-@pytest.mark.parametrize("act", ["relu", "sigmoid"])
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
 @pytest.mark.parametrize(
     ("k_w", "k_x"), [(None, None), (3, 3), (3, None), (None, 3)], ids=["plain", "K", "Kw", "Kx"]
 )
@@ -87,9 +87,9 @@ def test_generator_fixes_weights_and_forward_shapes():
 def test_the_evaluation_forward_equals_the_forward(act, k_w, k_x, group_bytes, monkeypatch):
     """Two take-turns buffers instead of one array per layer, the trials in cache-sized
     groups (one trial's activations are 11 × 9 doubles here; groups of 1 and 2 leave a
-    ragged last one): the same products, equal to rounding (BLAS may block a product
-    differently when it writes into a given buffer), for every mix of a trial dimension
-    on weights and data."""
+    ragged last one), each hidden bias added after its product: equal to rounding (BLAS
+    may block a product differently when it writes into a given buffer), for every mix
+    of a trial dimension on weights and data."""
     monkeypatch.setattr(importlib.import_module("admmlab.nets.forward"), "CACHE_BYTES", group_bytes)
     g = torch.Generator().manual_seed(0)
     dims = [2, 7, 5, 9, 3]
@@ -101,3 +101,17 @@ def test_the_evaluation_forward_equals_the_forward(act, k_w, k_x, group_bytes, m
     torch.testing.assert_close(forward_no_grad(w, x, act), expected, rtol=1e-13, atol=1e-15)
     v = torch.ones(*x.shape[:-1], 9, dtype=torch.float64)  # an output layer alone
     torch.testing.assert_close(forward_no_grad(w[-1:], v, act), forward(w[-1:], v, act))
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh"])
+def test_add_fn_writes_sigma_of_the_biased_input_into_it(name):
+    """ReLU's one-pass kernel gives the two-pass numbers bit for bit; the bias broadcasts."""
+    act = get_activation(name)
+    g = torch.Generator().manual_seed(1)
+    for dtype in (torch.float32, torch.float64):
+        z = torch.randn(3, 5, 4, generator=g).to(dtype)
+        b = torch.randn(3, 1, 4, generator=g).to(dtype)
+        expected = act.fn(z + b)
+        out = act.add_fn_(z, b)
+        assert out.data_ptr() == z.data_ptr()
+        assert torch.equal(out, expected)

@@ -16,7 +16,9 @@ class Activation:
     with the kernels autograd itself calls, so hand-written backward passes give
     autograd's numbers bit for bit and ``σ'`` is never stored. ``fn_`` and
     ``times_deriv_`` are the same, written into their first argument (for solvers
-    whose memory peak is a handful of ``n × N`` arrays).
+    whose memory peak is a handful of ``n × N`` arrays). ``add_fn_(z, b)`` writes
+    ``σ(z + b)`` into ``z``: one pass over ``z`` for ReLU, whose kernel adds and
+    clips together.
     """
 
     name: str
@@ -26,6 +28,7 @@ class Activation:
     smooth: bool
     times_deriv: Callable[[Tensor, Tensor], Tensor]
     times_deriv_: Callable[[Tensor, Tensor], Tensor]
+    add_fn_: Callable[[Tensor, Tensor], Tensor]
 
     def deriv(self, z: Tensor) -> Tensor:
         return self.value_and_deriv(z)[1]
@@ -43,6 +46,16 @@ def _tanh_vd(z: Tensor) -> tuple[Tensor, Tensor]:
 
 def _relu_vd(z: Tensor) -> tuple[Tensor, Tensor]:
     return torch.relu(z), (z > 0).to(z.dtype)
+
+
+def _add_then(fn_: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    return lambda z, b: fn_(z.add_(b))
+
+
+def _add_relu_(z: Tensor, b: Tensor) -> Tensor:
+    if z.device.type == "cpu":  # the fused kernel exists for the CPU only
+        return torch.ops.aten._add_relu_(z, b)
+    return z.add_(b).relu_()
 
 
 def _relu_times_deriv(g: Tensor, out: Tensor) -> Tensor:
@@ -70,6 +83,7 @@ ACTIVATIONS: dict[str, Activation] = {
         smooth=True,
         times_deriv=torch.ops.aten.sigmoid_backward,
         times_deriv_=_sigmoid_times_deriv_,
+        add_fn_=_add_then(torch.sigmoid_),
     ),
     "tanh": Activation(
         name="tanh",
@@ -79,6 +93,7 @@ ACTIVATIONS: dict[str, Activation] = {
         smooth=True,
         times_deriv=torch.ops.aten.tanh_backward,
         times_deriv_=_tanh_times_deriv_,
+        add_fn_=_add_then(torch.tanh_),
     ),
     "relu": Activation(
         name="relu",
@@ -88,6 +103,7 @@ ACTIVATIONS: dict[str, Activation] = {
         smooth=False,
         times_deriv=_relu_times_deriv,
         times_deriv_=_relu_times_deriv_,
+        add_fn_=_add_relu_,
     ),
 }
 

@@ -34,10 +34,24 @@ def _affine(layer: Layer, v: Tensor, out: Tensor | None = None) -> Tensor:
     w_bar_t, bias = layer
     if v.dim() == 2 and w_bar_t.dim() == 2:
         return torch.addmm(bias, v, w_bar_t, out=out)
+    return torch.baddbmm(bias, *_batched(v, w_bar_t), out=out)
+
+
+def _hidden(layer: Layer, v: Tensor, act: Activation, out: Tensor) -> Tensor:
+    """``σ(ṽ W_iᵀ)`` into ``out``: the product, then bias and σ in one pass where σ
+    has such a kernel (:attr:`Activation.add_fn_`)."""
+    w_bar_t, bias = layer
+    if v.dim() == 2 and w_bar_t.dim() == 2:
+        return act.add_fn_(torch.mm(v, w_bar_t, out=out), bias)
+    return act.add_fn_(torch.bmm(*_batched(v, w_bar_t), out=out), bias)
+
+
+def _batched(v: Tensor, w_bar_t: Tensor) -> tuple[Tensor, Tensor]:
+    """Both operands with the same leading batch dimension (a missing one broadcast)."""
     batch = max(v.shape[0] if v.dim() == 3 else 1, w_bar_t.shape[0] if w_bar_t.dim() == 3 else 1)
     v3 = v if v.dim() == 3 else v.expand(batch, *v.shape)
     w3 = w_bar_t if w_bar_t.dim() == 3 else w_bar_t.expand(batch, *w_bar_t.shape)
-    return torch.baddbmm(bias, v3, w3, out=out)
+    return v3, w3
 
 
 def hidden_forward(weights: list[Tensor], x: Tensor, activation: str | Activation) -> list[Tensor]:
@@ -126,5 +140,5 @@ def _forward_pairs(
     v = x
     for i, layer in enumerate(layers[:-1]):
         shape = (*lead, x.shape[-2], layer[0].shape[-1])
-        v = act.fn_(_affine(layer, v, out=pair[i % 2, : math.prod(shape)].view(shape)))
+        v = _hidden(layer, v, act, out=pair[i % 2, : math.prod(shape)].view(shape))
     return _affine(layers[-1], v, out=out)
