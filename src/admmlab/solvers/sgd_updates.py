@@ -58,7 +58,7 @@ class MomentumUpdate(Update):
     def __call__(self, i: int, p: Tensor, g: Tensor) -> None:
         b = self.bufs[i]
         if self.started:
-            b.mul_(self.momentum).add_(g)
+            torch.add(g, b, alpha=self.momentum, out=b)  # one pass, not a mul_ and an add_
         else:
             b.copy_(g)
         p.add_(b, alpha=-self.lr)
