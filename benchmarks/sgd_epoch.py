@@ -17,11 +17,13 @@ float64 and float32, N = 1000 training and 1000 test points, batch 50, SGD:
   over and over (operands warm in cache), summed over the epoch's calls: a
   bound no epoch whose working set exceeds the cache can reach.
 
-``fast``, ``plain`` and ``products`` are timed in turn, five rounds, each
-keeping its fastest epoch (:func:`measure`); ``warm products`` is timed after
-them (the median of 20 calls per shape). The table prints the seconds and the
-ratios ``products / fast`` (the share of the product limit the epoch reaches),
-``warm / fast`` and ``fast / plain``. ``--quick`` measures square (18, 100) only.
+``fast``, ``plain`` and ``products`` are timed back to back in each of
+``--rounds`` rounds (:func:`measure`); ``warm products`` is timed after them
+(the median of 20 calls per shape). The table prints each candidate's fastest
+epoch in seconds, the ratios ``products / fast`` (the share of the product
+limit the epoch reaches, with the lowest and highest round's) and ``fast /
+plain`` as the median of the rounds' own ratios, and ``warm / fast``.
+``--quick`` measures square (18, 100) only.
 """
 
 import argparse
@@ -41,7 +43,7 @@ STRUCTURES = {  # name → (task input dimension, depth, width)
     "smooth radial (12, 400)": (2, 12, 400),
 }
 N, BATCH, LR = 1000, 50, 1e-3
-REPEATS = 5  # rounds of the three timed candidates (measure)
+ROUNDS = 5  # of the three timed candidates (measure); --rounds
 
 
 @dataclass
@@ -49,18 +51,20 @@ class Row:
     structure: str
     trials: int
     dtype: str
-    fast_s: float
+    fast_s: float  # each candidate's fastest epoch
     plain_s: float
     products_s: float
     warm_products_s: float
+    limit_shares: list[float]  # products / fast, round by round
+    over_plains: list[float]  # fast / plain, round by round
 
     @property
     def limit_share(self) -> float:
-        return self.products_s / self.fast_s
+        return statistics.median(self.limit_shares)
 
     @property
     def over_plain(self) -> float:
-        return self.fast_s / self.plain_s
+        return statistics.median(self.over_plains)
 
 
 def problem(k: int, d: int, depth: int, width: int, dtype: torch.dtype, device: str):
@@ -184,13 +188,13 @@ class ProductsOnly:
         return time.perf_counter() - start
 
 
-def measure(name: str, k: int, dtype: torch.dtype, device: str) -> Row:
-    """Each candidate's fastest epoch over ``REPEATS`` rounds that run all three.
+def measure(name: str, k: int, dtype: torch.dtype, device: str, rounds: int = ROUNDS) -> Row:
+    """``rounds`` rounds, each timing all three candidates back to back in a turned order.
 
-    Interleaved, each round in a turned order, so load changes on the shared machine
-    fall on the three alike; the minimum, because interference only ever adds time. A
-    round's fast and plain epochs are the second of a two-epoch run (the first warms
-    their buffers up).
+    The machine's speed drifts over seconds to minutes, so a ratio is taken within each
+    round, where the three epochs ran under the same load, and the median over the
+    rounds is kept. A round's fast and plain epochs are the second of a two-epoch run
+    (the first warms their buffers up).
     """
     d, depth, width = STRUCTURES[name]
     x, y, weights = problem(k, d, depth, width, dtype, device)
@@ -203,33 +207,40 @@ def measure(name: str, k: int, dtype: torch.dtype, device: str) -> Row:
     }
     order = list(candidates)
     times: dict[str, list[float]] = {c: [] for c in order}
-    for r in range(REPEATS):
+    for r in range(rounds):
         for c in order[r % 3 :] + order[: r % 3]:
             times[c].append(candidates[c]())
     warm = epoch_products(k, d, depth, width, dtype, device)
-    fast, plain, limit = (min(times[c]) for c in order)
-    return Row(name, k, str(dtype).removeprefix("torch."), fast, plain, limit, warm)
+    fast, plain, limit = (times[c] for c in order)
+    return Row(
+        name, k, str(dtype).removeprefix("torch."), min(fast), min(plain), min(limit), warm,
+        limit_shares=[p / f for p, f in zip(limit, fast, strict=True)],
+        over_plains=[f / p for f, p in zip(fast, plain, strict=True)],
+    )  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="square (18, 100) only")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds per row")
     args = parser.parse_args()
     header(f"SGD-type epoch at the paper's structures (N = {N}, batch {BATCH}, {args.device})")
     names = ["square (18, 100)"] if args.quick else list(STRUCTURES)
     rows = [
-        measure(name, k, dtype, args.device)
+        measure(name, k, dtype, args.device, args.rounds)
         for name in names
         for k in (20, 1)
         for dtype in (torch.float64, torch.float32)
     ]
     table(
-        "Seconds per epoch; products/fast = share of the product limit, fast/plain = time ratio",
+        "Fastest epoch in seconds; products/fast (share of the product limit; lowest and"
+        " highest round) and fast/plain: medians of the rounds' ratios",
         ["structure", "K", "dtype", "fast s", "plain s", "products s", "warm products s",
-         "products/fast", "warm/fast", "fast/plain"],
+         "products/fast", "rounds' range", "warm/fast", "fast/plain"],
         [(r.structure, r.trials, r.dtype, r.fast_s, r.plain_s, r.products_s, r.warm_products_s,
-          r.limit_share, r.warm_products_s / r.fast_s, r.over_plain) for r in rows],
+          r.limit_share, f"{min(r.limit_shares):.2f}-{max(r.limit_shares):.2f}",
+          r.warm_products_s / r.fast_s, r.over_plain) for r in rows],
     )  # fmt: skip
     head = {(r.trials, r.dtype): r for r in rows if r.structure == "square (18, 100)"}
     summary(
