@@ -53,7 +53,7 @@ def _add_then(fn_: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Tensor], Ten
 
 
 def _add_relu_(z: Tensor, b: Tensor) -> Tensor:
-    if z.device.type == "cpu":  # the fused kernel exists for the CPU only
+    if z.is_cpu:  # the fused kernel exists for the CPU only
         return torch.ops.aten._add_relu_(z, b)
     return z.add_(b).relu_()
 

@@ -42,8 +42,10 @@ def _hidden(layer: Layer, v: Tensor, act: Activation, out: Tensor) -> Tensor:
     has such a kernel (:attr:`Activation.add_fn_`)."""
     w_bar_t, bias = layer
     if v.dim() == 2 and w_bar_t.dim() == 2:
-        return act.add_fn_(torch.mm(v, w_bar_t, out=out), bias)
-    return act.add_fn_(torch.bmm(*_batched(v, w_bar_t), out=out), bias)
+        product = torch.mm(v, w_bar_t, out=out)
+    else:
+        product = torch.bmm(*_batched(v, w_bar_t), out=out)
+    return act.add_fn_(product, bias)
 
 
 def _batched(v: Tensor, w_bar_t: Tensor) -> tuple[Tensor, Tensor]:

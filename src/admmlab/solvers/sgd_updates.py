@@ -6,9 +6,10 @@ once more. :class:`~admmlab.solvers.sgd_steps.FastStep` instead updates layer
 ``i`` as soon as back-propagation has its gradient and no longer needs its
 weights, while all three are still in cache. Each rule below is the arithmetic
 of the ``torch.optim`` kernel the reference step runs (SGD's and momentum's
-``foreach`` ops, Adam's fused kernel) on one contiguous part of the flat
-parameter tensor; being entry-wise, the parts together take ``torch.optim``'s
-step, and the tests hold the two paths equal.
+``foreach`` ops, the momentum buffer's two in one pass; Adam's fused kernel) on
+one contiguous part of the flat parameter tensor; being entry-wise, the parts
+together take ``torch.optim``'s step to rounding, and the tests hold the two
+paths equal.
 
 The rate follows ``torch.optim.lr_scheduler.StepLR``: multiplied by ``gamma``
 after every ``every``-th epoch.
