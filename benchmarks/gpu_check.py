@@ -10,16 +10,19 @@ matmul throughput on a 300×N×300 product of the same precision; (2) K = 20
 trials batched against 20 separate calls at width 20 on the GPU, for ADMM, SGD and Adam, with the
 per-trial differences, as ``batched_trials.py`` prints them; (3) the full depth study's
 settings timed on the GPU, as ``studies.py`` projects them on the CPU (``--quick``: the
-ends of each depth range only), beside its launch-and-flop model of one GPU.
+ends of each depth range only), beside its launch-and-flop model of one GPU; (4) the SGD
+epoch at square (18, 100), K = 20 and 1, both dtypes, as ``sgd_epoch.py`` measures it,
+with the fast step replayed from CUDA graphs and run eagerly.
 """
 
 from dataclasses import dataclass
 
 import torch
 
+import sgd_epoch
 from admm_iteration import iteration_flops
 from admmlab.nets import init_weights
-from admmlab.solvers import admm
+from admmlab.solvers import admm, sgd_graphs
 from batched_trials import SOLVERS, compare
 from batched_trials import report as report_batched
 from benchkit import header, interleaved, parse_args, summary, table
@@ -144,6 +147,26 @@ def depth_study(device: str, epochs: int, quick: bool) -> tuple[float, float]:
     return studies.report_projection(costs, grid, timed_on=device)
 
 
+def sgd_epochs(
+    device: str, rounds: int, name: str = "square (18, 100)", trials: tuple[int, ...] = (20, 1)
+) -> dict[bool, list[sgd_epoch.Row]]:
+    """(4): ``sgd_epoch.measure``'s rows with the fast step replayed from graphs and not."""
+    rows = {}
+    for graphs in (True, False):
+        sgd_graphs.ENABLED = graphs
+        try:
+            rows[graphs] = [
+                sgd_epoch.measure(name, k, dtype, device, rounds)
+                for k in trials
+                for dtype in (torch.float64, torch.float32)
+            ]
+        finally:
+            sgd_graphs.ENABLED = True
+        where = "the fast step replayed from CUDA graphs" if graphs else "the fast step eager"
+        sgd_epoch.report(rows[graphs], f"; on {device}, {where}")
+    return rows
+
+
 def main() -> None:
     args = parse_args(__doc__)
     if not torch.cuda.is_available():
@@ -162,6 +185,14 @@ def main() -> None:
     )
     hours, model_hours = depth_study("cuda", epochs=4, quick=args.quick)
     summary("gpu_check", depth_study_h=hours, depth_study_model_h=model_hours)
+    rows = sgd_epochs("cuda", rounds=2 if args.quick else sgd_epoch.ROUNDS)
+    graphed, eager = rows[True][0], rows[False][0]  # K = 20, float64
+    summary(
+        "gpu_check[sgd_epoch]",
+        limit_share_f64=graphed.limit_share,
+        over_plain_f64=graphed.over_plain,
+        graphed_over_eager_f64=graphed.fast_s / eager.fast_s,
+    )
 
 
 if __name__ == "__main__":

@@ -219,6 +219,19 @@ def measure(name: str, k: int, dtype: torch.dtype, device: str, rounds: int = RO
     )  # fmt: skip
 
 
+def report(rows: list[Row], where: str = "") -> None:
+    """The rows as one table; ``where`` says what they ran on, if not this machine's CPU."""
+    table(
+        "Fastest epoch in seconds; products/fast (share of the product limit; lowest and"
+        " highest round) and fast/plain: medians of the rounds' ratios" + where,
+        ["structure", "K", "dtype", "fast s", "plain s", "products s", "warm products s",
+         "products/fast", "rounds' range", "warm/fast", "fast/plain"],
+        [(r.structure, r.trials, r.dtype, r.fast_s, r.plain_s, r.products_s, r.warm_products_s,
+          r.limit_share, f"{min(r.limit_shares):.2f}-{max(r.limit_shares):.2f}",
+          r.warm_products_s / r.fast_s, r.over_plain) for r in rows],
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="square (18, 100) only")
@@ -233,15 +246,7 @@ def main() -> None:
         for k in (20, 1)
         for dtype in (torch.float64, torch.float32)
     ]
-    table(
-        "Fastest epoch in seconds; products/fast (share of the product limit; lowest and"
-        " highest round) and fast/plain: medians of the rounds' ratios",
-        ["structure", "K", "dtype", "fast s", "plain s", "products s", "warm products s",
-         "products/fast", "rounds' range", "warm/fast", "fast/plain"],
-        [(r.structure, r.trials, r.dtype, r.fast_s, r.plain_s, r.products_s, r.warm_products_s,
-          r.limit_share, f"{min(r.limit_shares):.2f}-{max(r.limit_shares):.2f}",
-          r.warm_products_s / r.fast_s, r.over_plain) for r in rows],
-    )  # fmt: skip
+    report(rows)
     head = {(r.trials, r.dtype): r for r in rows if r.structure == "square (18, 100)"}
     summary(
         "sgd_epoch",

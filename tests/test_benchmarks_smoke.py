@@ -24,7 +24,7 @@ import sgd_epoch
 import studies
 import tracking_overhead
 from admmlab.nets import get_activation
-from admmlab.solvers import sgd_steps
+from admmlab.solvers import sgd_graphs, sgd_steps
 from admmlab.solvers.settings import SGD
 
 
@@ -162,6 +162,15 @@ def test_gpu_check_runs_its_checks_on_any_device(capsys):
     gpu_check.run_checks("cpu", sizes=(1000,), epochs=1, repeats=1, trial_epochs=epochs, n_trials=2)
     out = capsys.readouterr().out
     assert "seconds per iteration" in out and "summary: gpu_check[N=1000,float32]" in out
+
+
+def test_gpu_check_times_the_sgd_epoch_graphed_and_eager(capsys):
+    rows = gpu_check.sgd_epochs("cpu", rounds=1, name="square (15, 80)", trials=(1,))
+    assert [len(rows[g]) for g in (True, False)] == [2, 2]
+    assert all(r.fast_s > 0 and r.products_s > 0 for g in rows for r in rows[g])
+    out = capsys.readouterr().out
+    assert "replayed from CUDA graphs" in out and "the fast step eager" in out
+    assert sgd_graphs.ENABLED
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ import torch
 
 from admmlab.nets import Activation, forward
 from admmlab.solvers.settings import IMPLS, SGD
+from admmlab.solvers.sgd_graphs import graphed
 from admmlab.solvers.sgd_updates import METHODS, StepRate, make_update
 
 Tensor = torch.Tensor
@@ -182,6 +183,10 @@ class FastStep:
     def lr(self) -> float:
         return self.update.lr
 
+    def graph_key(self) -> tuple:
+        """The Python numbers ``train`` hands its kernels (a CUDA graph fixes them)."""
+        return self.update.graph_key()
+
     def begin_epoch(self) -> None:
         torch._foreach_zero_(self.norm_sq)
 
@@ -244,7 +249,7 @@ def _segments(sizes: list[int]) -> list[tuple[int, int]]:
 
 def make_step(impl: str, weights: list[Tensor], act: Activation, s: SGD) -> Step:
     if impl == "fast":
-        return FastStep(weights, act, s)
+        return graphed(FastStep(weights, act, s))
     if impl == "reference":
         return ReferenceStep(weights, act, s)
     raise ValueError(f"unknown SGD step implementation {impl!r}; choose one of {IMPLS}")

@@ -29,6 +29,10 @@ class Update:
     def begin(self) -> None:
         """Once a mini-batch, before its first layer."""
 
+    def graph_key(self) -> tuple:
+        """The Python numbers the rule's kernels take: what a CUDA graph of it fixes."""
+        return (self.lr,)
+
     def __call__(self, i: int, p: Tensor, g: Tensor) -> None:
         """Step ``p``, the flat tensor's ``i``-th part, along its gradient ``g``."""
         raise NotImplementedError
@@ -66,6 +70,9 @@ class MomentumUpdate(Update):
 
     def end(self) -> None:
         self.started = True
+
+    def graph_key(self) -> tuple:
+        return (self.lr, self.started)
 
 
 class AdamUpdate(Update):
