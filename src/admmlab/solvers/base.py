@@ -236,12 +236,13 @@ def finite_per_trial(t: Tensor) -> Tensor:
     finite ones overflowing) needs the entry-by-entry check. Elsewhere, deciding
     between the two would cost a wait for the device, so the check runs at once.
     """
-    rows = t.reshape(t.shape[0], -1)
+    rows = t.unsqueeze(1) if t.dim() == 1 else t
+    within = tuple(range(1, rows.dim()))  # reduced in place: a strided t is not copied
     if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
-        finite = torch.isfinite(rows.sum(dim=1))
+        finite = torch.isfinite(rows.sum(dim=within))
         if bool(finite.all()):
             return finite
-    return torch.isfinite(rows).all(dim=1)
+    return torch.isfinite(rows).all(dim=within)
 
 
 class TrialStops:

@@ -237,8 +237,10 @@ class FastStep:
         return [sq.sum(dim=0) for sq in self.norm_sq]
 
     def weights(self) -> list[Tensor]:
+        """Each ``W_i`` as the transpose of a fresh ``[W̄ᵢᵀ; bᵢ]``: copying needs no
+        transposing, and the evaluation's product reads ``W̄ᵢᵀ`` as it is."""
         return [
-            torch.cat([wt.mT, b.mT], dim=-1) for wt, b in zip(self.wts, self.biases, strict=True)
+            torch.cat([wt, b], dim=-2).mT for wt, b in zip(self.wts, self.biases, strict=True)
         ]
 
 
