@@ -1,6 +1,6 @@
 """An SGD-type epoch at the paper's structures, against its products and plain PyTorch.
 
-    python benchmarks/sgd_epoch.py [--quick] [--device cuda]
+    python benchmarks/sgd_epoch.py [--quick | --parts] [--rounds R] [--device cuda]
 
 For each of the paper's deep ReLU structures (square (18, 100) and (15, 80),
 product gate (20, 300), smooth radial (12, 400)), K = 20 and K = 1 trials,
@@ -23,17 +23,24 @@ float64 and float32, N = 1000 training and 1000 test points, batch 50, SGD:
 epoch in seconds, the ratios ``products / fast`` (the share of the product
 limit the epoch reaches, with the lowest and highest round's) and ``fast /
 plain`` as the median of the rounds' own ratios, and ``warm / fast``.
-``--quick`` measures square (18, 100) only.
+``--quick`` measures square (18, 100) only. ``--parts`` times the two parts of its
+K = 20 epoch apart, each beside its own products in the same rounds: the
+mini-batch steps, and the evaluation (the weights copied out, both sets' forward).
 """
 
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from admmlab.nets import get_activation
 from admmlab.solvers import sgd
+from admmlab.solvers.base import evaluate
+from admmlab.solvers.settings import SGD
+from admmlab.solvers.sgd_steps import FastStep
 from benchkit import header, summary, sync, table
 
 STRUCTURES = {  # name → (task input dimension, depth, width)
@@ -171,7 +178,11 @@ class ProductsOnly:
 
     def epoch(self) -> float:
         """Seconds of one epoch's products."""
-        acts, deltas, wts, grads, evals = self.acts, self.deltas, self.wts, self.grads, self.evals
+        return self.training() + self.evaluation()
+
+    def training(self) -> float:
+        """Seconds of the products of one epoch's mini-batch steps."""
+        acts, deltas, wts, grads = self.acts, self.deltas, self.wts, self.grads
         sync(self.device)
         start = time.perf_counter()
         for _ in range(N // BATCH):
@@ -181,11 +192,30 @@ class ProductsOnly:
                 torch.bmm(acts[i].mT, deltas[i + 1], out=grads[i])
                 if i:
                     torch.bmm(deltas[i + 1], wts[i].mT, out=deltas[i])
+        sync(self.device)
+        return time.perf_counter() - start
+
+    def evaluation(self) -> float:
+        """Seconds of the products of one epoch's evaluation on both sets."""
+        evals, wts = self.evals, self.wts
+        sync(self.device)
+        start = time.perf_counter()
         for _ in ("train", "test"):
             for i in range(self.depth + 1):
                 torch.bmm(evals[i], wts[i], out=evals[i + 1])
         sync(self.device)
         return time.perf_counter() - start
+
+
+def in_rounds(candidates: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each candidate's seconds, round by round, the candidates back to back in a turned order."""
+    order = list(candidates)
+    times: dict[str, list[float]] = {c: [] for c in order}
+    for r in range(rounds):
+        turn = r % len(order)
+        for c in order[turn:] + order[:turn]:
+            times[c].append(candidates[c]())
+    return times
 
 
 def measure(name: str, k: int, dtype: torch.dtype, device: str, rounds: int = ROUNDS) -> Row:
@@ -205,17 +235,81 @@ def measure(name: str, k: int, dtype: torch.dtype, device: str, rounds: int = RO
         "plain": lambda: plain_epoch(x, y, weights, 2),
         "products": products.epoch,
     }
-    order = list(candidates)
-    times: dict[str, list[float]] = {c: [] for c in order}
-    for r in range(rounds):
-        for c in order[r % 3 :] + order[: r % 3]:
-            times[c].append(candidates[c]())
+    times = in_rounds(candidates, rounds)
     warm = epoch_products(k, d, depth, width, dtype, device)
-    fast, plain, limit = (times[c] for c in order)
+    fast, plain, limit = times.values()
     return Row(
         name, k, str(dtype).removeprefix("torch."), min(fast), min(plain), min(limit), warm,
         limit_shares=[p / f for p, f in zip(limit, fast, strict=True)],
         over_plains=[f / p for f, p in zip(fast, plain, strict=True)],
+    )  # fmt: skip
+
+
+@dataclass
+class Part:
+    part: str  # "training" or "evaluation"
+    dtype: str
+    seconds: float  # fastest
+    products_s: float
+    limit_shares: list[float]  # products / part, round by round
+
+
+def measure_parts(k: int, dtype: torch.dtype, device: str, rounds: int) -> list[Part]:
+    """The fast epoch's parts apart at square (18, 100), each beside its own products.
+
+    Training: the epoch's mini-batch steps of a ``FastStep`` (the second epoch of each
+    round's fresh step); evaluation: the shared weights copied out and both sets
+    evaluated, as ``sgd.fit`` does after every epoch.
+    """
+    d, depth, width = STRUCTURES["square (18, 100)"]
+    x, y, weights = problem(k, d, depth, width, dtype, device)
+    act = get_activation("relu")
+    settings = SGD(epochs=2, lr=LR, batch_size=BATCH)
+    products = ProductsOnly(k, d, depth, width, dtype, device)
+    batches = list(zip(x.split(BATCH, dim=1), y.split(BATCH, dim=1), strict=True))
+    step = FastStep(weights, act, settings)
+
+    def training() -> float:
+        fresh = FastStep(weights, act, settings)
+        for xb, yb in batches:
+            fresh.train(xb, yb)
+        sync(device)
+        start = time.perf_counter()
+        for xb, yb in batches:
+            fresh.train(xb, yb)
+        sync(device)
+        return time.perf_counter() - start
+
+    def evaluation() -> float:
+        sync(device)
+        start = time.perf_counter()
+        ws = step.weights()
+        for name in ("train", "test"):
+            evaluate(ws, act, {name: (x, y)})
+        sync(device)
+        return time.perf_counter() - start
+
+    evaluation()
+    times = in_rounds(
+        {"training": training, "evaluation": evaluation,
+         "training products": products.training, "evaluation products": products.evaluation},
+        rounds,
+    )  # fmt: skip
+    name = str(dtype).removeprefix("torch.")
+    return [
+        Part(part, name, min(times[part]), min(times[f"{part} products"]),
+             [p / t for p, t in zip(times[f"{part} products"], times[part], strict=True)])
+        for part in ("training", "evaluation")
+    ]  # fmt: skip
+
+
+def report_parts(parts: list[Part]) -> None:
+    table(
+        "Square (18, 100), K = 20: the epoch's parts apart; products/part is the median of"
+        " the rounds' ratios",
+        ["part", "dtype", "seconds", "products s", "products/part", "rounds' range"],
+        [(p.part, p.dtype, p.seconds, p.products_s, statistics.median(p.limit_shares),
+          f"{min(p.limit_shares):.2f}-{max(p.limit_shares):.2f}") for p in parts],
     )  # fmt: skip
 
 
@@ -237,7 +331,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="square (18, 100) only")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds per row")
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="square (18, 100), K = 20: training and evaluation apart",
+    )
     args = parser.parse_args()
+    if args.parts:
+        header(f"The SGD epoch's parts (N = {N}, batch {BATCH}, {args.device})")
+        report_parts([
+            part
+            for dtype in (torch.float64, torch.float32)
+            for part in measure_parts(20, dtype, args.device, args.rounds)
+        ])  # fmt: skip
+        return
     header(f"SGD-type epoch at the paper's structures (N = {N}, batch {BATCH}, {args.device})")
     names = ["square (18, 100)"] if args.quick else list(STRUCTURES)
     rows = [

@@ -164,6 +164,14 @@ def test_gpu_check_runs_its_checks_on_any_device(capsys):
     assert "seconds per iteration" in out and "summary: gpu_check[N=1000,float32]" in out
 
 
+def test_sgd_epoch_parts_time_training_and_evaluation_beside_their_products(capsys):
+    parts = sgd_epoch.measure_parts(1, torch.float32, "cpu", rounds=2)
+    assert [p.part for p in parts] == ["training", "evaluation"]
+    assert all(p.seconds > 0 and p.products_s > 0 and len(p.limit_shares) == 2 for p in parts)
+    sgd_epoch.report_parts(parts)
+    assert "the epoch's parts apart" in capsys.readouterr().out
+
+
 def test_gpu_check_times_the_sgd_epoch_graphed_and_eager(capsys):
     rows = gpu_check.sgd_epochs("cpu", rounds=1, name="square (15, 80)", trials=(1,))
     assert [len(rows[g]) for g in (True, False)] == [2, 2]
