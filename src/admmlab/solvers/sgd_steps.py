@@ -239,9 +239,7 @@ class FastStep:
     def weights(self) -> list[Tensor]:
         """Each ``W_i`` as the transpose of a fresh ``[W̄ᵢᵀ; bᵢ]``: copying needs no
         transposing, and the evaluation's product reads ``W̄ᵢᵀ`` as it is."""
-        return [
-            torch.cat([wt, b], dim=-2).mT for wt, b in zip(self.wts, self.biases, strict=True)
-        ]
+        return [torch.cat([wt, b], dim=-2).mT for wt, b in zip(self.wts, self.biases, strict=True)]
 
 
 def _segments(sizes: list[int]) -> list[tuple[int, int]]:
