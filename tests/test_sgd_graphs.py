@@ -95,6 +95,25 @@ def test_a_capture_is_kept_while_its_numbers_hold():
     assert graphs.captures == 1
 
 
+def test_a_new_batch_shape_warms_up_eagerly_before_its_capture():
+    x, y, w = problem()
+    act, s = get_activation("relu"), settings("sgd", lr_every=10)
+    graphs = StandInGraphs()
+    eager = FastStep(w, act, s)
+    replayed = GraphedStep(FastStep(w, act, s), graphs.capture, nullcontext)
+    graphs.step = replayed.step
+    batches = [(x[:, :BATCH], y[:, :BATCH])] * (WARMUP + 1) + [(x[:, :4], y[:, :4])] * WARMUP
+    for xb, yb in batches:
+        eager.train(xb, yb)
+        replayed.train(xb, yb)
+    assert graphs.captures == 1  # the 4-row batches ran eagerly: their buffers are not a graph's
+    replayed.train(x[:, :4], y[:, :4])
+    eager.train(x[:, :4], y[:, :4])
+    assert graphs.captures == 2
+    for a, b in zip(eager.weights(), replayed.weights(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_on_the_cpu_the_fast_step_runs_eagerly():
     w = problem()[2]
     step = FastStep(w, get_activation("relu"), settings("sgd"))
@@ -107,10 +126,19 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @cuda
 @pytest.mark.parametrize("method", ["sgd", "sgdm", "adam"])
 def test_cuda_graphs_take_the_eager_steps(method, monkeypatch):
+    captures = []
+    cuda_capture = sgd_graphs.cuda_capture
+
+    def counted(device):
+        capture, stream = cuda_capture(device)
+        return (lambda fn: captures.append(fn) or capture(fn)), stream
+
+    monkeypatch.setattr(sgd_graphs, "cuda_capture", counted)
     x, y, w = problem("cuda")
     kw = dict(method=method, lr=1e-3 if method == "adam" else 0.05, epochs=EPOCHS,
               batch_size=BATCH, lam=1e-3, lr_every=1, activation="relu", seeds=[0, 1])  # fmt: skip
     replayed = sgd.fit(x, y, w, **kw)
+    assert len(captures) == EPOCHS  # the rate changes after every epoch
     monkeypatch.setattr(sgd_graphs, "ENABLED", False)
     eager = sgd.fit(x, y, w, **kw)
     cpu = sgd.fit(x.cpu(), y.cpu(), [t.cpu() for t in w], **kw)

@@ -52,7 +52,7 @@ class GraphedStep:
         if capture is None or stream is None:
             capture, stream = cuda_capture(step.flat.device)
         self.capture, self.stream = capture, stream
-        self.eager_steps = 0
+        self.eager_steps: dict[tuple, int] = {}  # per batch shape
         self.key: Hashable = None
         self.replay: Replay | None = None
         self.x = self.y = torch.empty(0)
@@ -65,12 +65,13 @@ class GraphedStep:
         self.step.begin_epoch()
 
     def train(self, x: Tensor, y: Tensor) -> None:
-        if self.eager_steps < WARMUP:
+        shapes = (x.shape, y.shape)
+        if self.eager_steps.get(shapes, 0) < WARMUP:  # so no capture allocates the step's buffers
             with self.stream():
                 self.step.train(x, y)
-            self.eager_steps += 1
+            self.eager_steps[shapes] = self.eager_steps.get(shapes, 0) + 1
             return
-        key = (x.shape, y.shape, self.step.graph_key())
+        key = (*shapes, self.step.graph_key())
         if key != self.key:
             self._capture(x, y, key)
         else:
@@ -79,7 +80,7 @@ class GraphedStep:
         self.replay()
 
     def _capture(self, x: Tensor, y: Tensor, key: Hashable) -> None:
-        self.replay = None  # the old graph's memory is free for the new one
+        self.replay = None  # the old graph and its private memory go
         self.x = x_in = x.clone(memory_format=torch.contiguous_format)
         self.y = y_in = y.clone(memory_format=torch.contiguous_format)
         with self.stream():
@@ -97,9 +98,13 @@ class GraphedStep:
 
 
 def cuda_capture(device: torch.device) -> tuple[Capture, Callable[[], AbstractContextManager]]:
-    """Capture into ``torch.cuda.CUDAGraph`` on one side stream, shared with the warm-up."""
+    """Capture into ``torch.cuda.CUDAGraph`` on one side stream, shared with the warm-up.
+
+    Each graph has a private memory pool of its own: a pool shared by successive
+    captures must outlive every graph in it, and each graph here is dropped
+    before the next capture.
+    """
     side = torch.cuda.Stream(device)
-    pool = torch.cuda.graph_pool_handle()  # one graph lives at a time; they share memory
 
     def stream() -> AbstractContextManager:
         side.wait_stream(torch.cuda.current_stream(device))
@@ -107,7 +112,7 @@ def cuda_capture(device: torch.device) -> tuple[Capture, Callable[[], AbstractCo
 
     def capture(fn: Callable[[], None]) -> Replay:
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool, stream=side):
+        with torch.cuda.graph(graph, stream=side):
             fn()
         return graph.replay
 
