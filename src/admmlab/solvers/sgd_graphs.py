@@ -10,10 +10,10 @@ mini-batch copied into two fixed input tensors.
 A capture also fixes the Python numbers its kernels were given: the rate, the
 update's own state (whether momentum has started), and the batch's shape.
 :meth:`FastStep.graph_key` names them; when the key changes (``StepLR``'s rate
-every ``lr_every`` epochs) the step is captured again. The first steps run
-eagerly on the capture's stream, as CUDA graphs need: cuBLAS and the caching
-allocator set themselves up there, and the step's buffers exist before any
-capture.
+every ``lr_every`` epochs) the step is captured again. The first steps of
+each batch shape run eagerly on the capture's stream, as CUDA graphs need:
+cuBLAS and the caching allocator set themselves up there, and the step's
+buffers for that shape exist before any capture.
 """
 
 from collections.abc import Callable, Hashable
