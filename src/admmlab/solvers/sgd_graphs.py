@@ -16,8 +16,9 @@ cuBLAS and the caching allocator set themselves up there, and the step's
 buffers for that shape exist before any capture.
 """
 
-from collections.abc import Callable, Hashable
-from contextlib import AbstractContextManager
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING
 
 import torch
@@ -52,7 +53,7 @@ class GraphedStep:
         if capture is None or stream is None:
             capture, stream = cuda_capture(step.flat.device)
         self.capture, self.stream = capture, stream
-        self.eager_steps: dict[tuple, int] = {}  # per batch shape
+        self.eager_steps: Counter[tuple] = Counter()  # per batch shape
         self.key: Hashable = None
         self.replay: Replay | None = None
         self.x = self.y = torch.empty(0)
@@ -66,10 +67,10 @@ class GraphedStep:
 
     def train(self, x: Tensor, y: Tensor) -> None:
         shapes = (x.shape, y.shape)
-        if self.eager_steps.get(shapes, 0) < WARMUP:  # so no capture allocates the step's buffers
+        if self.eager_steps[shapes] < WARMUP:  # so no capture allocates the step's buffers
             with self.stream():
                 self.step.train(x, y)
-            self.eager_steps[shapes] = self.eager_steps.get(shapes, 0) + 1
+            self.eager_steps[shapes] += 1
             return
         key = (*shapes, self.step.graph_key())
         if key != self.key:
@@ -106,9 +107,14 @@ def cuda_capture(device: torch.device) -> tuple[Capture, Callable[[], AbstractCo
     """
     side = torch.cuda.Stream(device)
 
-    def stream() -> AbstractContextManager:
-        side.wait_stream(torch.cuda.current_stream(device))
-        return _OnSide(side, device)
+    @contextmanager
+    def stream() -> Iterator[None]:
+        """Run on ``side`` after the current stream's work, which then waits for it."""
+        current = torch.cuda.current_stream(device)
+        side.wait_stream(current)
+        with torch.cuda.stream(side):
+            yield
+        current.wait_stream(side)
 
     def capture(fn: Callable[[], None]) -> Replay:
         graph = torch.cuda.CUDAGraph()
@@ -117,22 +123,6 @@ def cuda_capture(device: torch.device) -> tuple[Capture, Callable[[], AbstractCo
         return graph.replay
 
     return capture, stream
-
-
-class _OnSide(AbstractContextManager):
-    """Run on ``side``; afterwards the device's current stream waits for it."""
-
-    def __init__(self, side: torch.cuda.Stream, device: torch.device):
-        self.side, self.device = side, device
-        self.inner = torch.cuda.stream(side)
-
-    def __enter__(self):
-        return self.inner.__enter__()
-
-    def __exit__(self, *exc):
-        self.inner.__exit__(*exc)
-        torch.cuda.current_stream(self.device).wait_stream(self.side)
-        return False
 
 
 def graphed(step: "FastStep") -> "FastStep | GraphedStep":
